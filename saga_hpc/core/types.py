@@ -1,0 +1,123 @@
+"""The vocabulary of the scheduling core: events in, decisions out.
+
+The core does no I/O and reads no clock: every method takes `now` (seconds, any
+epoch) from its driver. Two drivers exist: the head (real HTTP calls, ZeroMQ
+replies, wall clock) and the simulator (simulated events and clock). Both
+call `saga_hpc.core.scheduler.Scheduler` with these types and carry out the
+decisions it returns. A decision carries the `stimulus_id` of the event that
+caused it, so `Scheduler.story(workflow_id)` can replay why a workflow ran
+where it did and what was kept for it (dask-distributed's idea).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+WorkerId = str
+CallId = str
+WorkflowId = str
+Tenant = str  # a Slurm account
+
+
+# ---------------------------------------------------------------- events in
+
+
+@dataclass(frozen=True, slots=True)
+class CallSpec:
+    """One LLM call of a workflow, as it arrives."""
+
+    call_id: CallId
+    workflow_id: WorkflowId
+    tenant: Tenant
+    prompt_tokens: int
+    max_output_tokens: int
+    arrived_at: float
+    task_class: str = "default"
+    # Chained hash of every full KV block of the prompt, first block first; lets
+    # cache-aware routing and retention match prefixes. Empty when unknown.
+    prefix_hashes: tuple[int, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class CallOutcome:
+    """A call finished on a worker (successfully; failures are `Scheduler.fail`)."""
+
+    call_id: CallId
+    worker_id: WorkerId
+    finished_at: float
+    prompt_tokens: int
+    cached_tokens: int
+    output_tokens: int
+    # The tool the agent runs before its next call (declared by the client);
+    # None when the client did not say. This is the AEG's edge label.
+    next_tool: str | None = None
+    # True when the client said this was the workflow's last call.
+    workflow_done: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerStats:
+    """Periodic KV-pool report of one worker (vLLM block pool or simulated GPU)."""
+
+    worker_id: WorkerId
+    kv_blocks_total: int
+    kv_blocks_used: int  # referenced by running requests
+    kv_blocks_cached: int  # evictable but still holding a reusable prefix
+    prefix_query_tokens: int  # cumulative
+    prefix_hit_tokens: int  # cumulative
+    running: int
+    waiting: int
+
+
+# ------------------------------------------------------------ decisions out
+
+
+@dataclass(frozen=True, slots=True)
+class Dispatch:
+    """Send a call to a worker now. Lower `priority` runs first (vLLM's convention)."""
+
+    call_id: CallId
+    workflow_id: WorkflowId
+    worker_id: WorkerId
+    priority: int
+    stimulus_id: str
+    reason: str  # e.g. "affinity", "steal from w2: wait 3.1s > recompute 0.4s"
+
+
+@dataclass(frozen=True, slots=True)
+class Retain:
+    """Keep the KV blocks of a workflow that is away on a tool call.
+
+    `reuse_score` is the retention policy's expected reuse per block (higher =
+    keep longer); `until` is when the hint lapses if the workflow has not come
+    back (then its blocks are ordinary LRU candidates again).
+    """
+
+    worker_id: WorkerId
+    workflow_id: WorkflowId
+    until: float
+    reuse_score: float
+    stimulus_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class Release:
+    """The workflow will not come back (or its hint lapsed): evict its blocks first."""
+
+    worker_id: WorkerId
+    workflow_id: WorkflowId
+    stimulus_id: str
+
+
+Decision = Dispatch | Retain | Release
+
+
+@dataclass(frozen=True, slots=True)
+class StoryEntry:
+    """One line of a workflow's story: what happened, why, and what the core decided."""
+
+    at: float
+    stimulus_id: str
+    event: str
+    detail: str
+    decisions: tuple[Decision, ...] = field(default=())

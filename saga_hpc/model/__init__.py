@@ -1,0 +1,1 @@
+"""Locally generated models: no hub download is possible on the target machines."""

