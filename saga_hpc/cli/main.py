@@ -4,20 +4,20 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import pkgutil
 import sys
 from collections.abc import Sequence
 
 from saga_hpc.errors import UsageError
 
-# Each module defines `register(subparsers) -> None` and sets `func(args) -> int` on its parser.
-COMMAND_MODULES: tuple[str, ...] = (
-    "saga_hpc.cli.serve",
-    "saga_hpc.cli.model",
-    "saga_hpc.cli.demo",
-    "saga_hpc.cli.keys",
-    "saga_hpc.cli.accounts",
-    "saga_hpc.cli.workflow",
-)
+import saga_hpc.cli
+
+
+def command_modules() -> list[str]:
+    """Every module of `saga_hpc.cli` but this one is a verb: it defines
+    `register(subparsers) -> None` and sets `func(args) -> int` on its parser."""
+    names = (m.name for m in pkgutil.iter_modules(saga_hpc.cli.__path__) if not m.name.startswith("_"))
+    return [f"saga_hpc.cli.{n}" for n in sorted(names) if n != "main"]
 
 
 class _Parser(argparse.ArgumentParser):
@@ -30,7 +30,7 @@ class _Parser(argparse.ArgumentParser):
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="saga-hpc", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
-    for name in COMMAND_MODULES:
+    for name in command_modules():
         importlib.import_module(name).register(sub)
     return parser
 
