@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import types
 import typing
 from typing import Any
@@ -39,8 +40,7 @@ def decode(frame: bytes) -> Message:
     cls = MESSAGE_TYPES.get(body.pop("t", None))
     if cls is None:
         raise ProtocolError("unknown message type")
-    hints = typing.get_type_hints(cls)
-    fields = {f.name: f for f in dataclasses.fields(cls)}
+    hints, fields = _schema(cls)
     unknown = set(body) - set(fields)
     if unknown:
         raise ProtocolError(f"{cls.__name__}: unknown fields {sorted(unknown)}")
@@ -55,6 +55,12 @@ def decode(frame: bytes) -> Message:
             raise ProtocolError(f"{cls.__name__}.{name}: bad value {body[name]!r:.60}")
     msg: Message = cls(**body)
     return msg
+
+
+@functools.cache
+def _schema(cls: type[Any]) -> tuple[dict[str, Any], dict[str, dataclasses.Field[Any]]]:
+    """Type hints and fields per message class (resolving hints is slow; do it once)."""
+    return typing.get_type_hints(cls), {f.name: f for f in dataclasses.fields(cls)}
 
 
 def _conforms(value: Any, hint: Any) -> bool:

@@ -8,6 +8,7 @@ batching); the head never sends more than `slots` calls at once.
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import os
 import signal
@@ -76,6 +77,10 @@ class WorkerRunner:
         await self._drain(grace_s=5.0)
         await self.send(Bye(worker_id=self.worker_id, reason="shutdown"))
         self.engine.shutdown()
+        # Drop the engine now: its __del__ at interpreter exit would run shutdown
+        # again after module teardown and print a TypeError.
+        self.engine = None
+        gc.collect()
         self.sock.close()
         self.ctx.term()
 

@@ -1,0 +1,61 @@
+"""Prometheus metrics of the head. Labels carry accounts and workers, never prompt text."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+from saga_hpc.protocol import Done, Register
+
+if TYPE_CHECKING:
+    from saga_hpc.head.calls import CallContext
+
+_LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
+
+
+class HeadMetrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.calls = Counter("saga_calls", "Finished calls", ["account", "worker"], registry=r)
+        self.prompt_tokens = Counter("saga_prompt_tokens", "Prompt tokens", ["account"], registry=r)
+        self.cached_tokens = Counter(
+            "saga_cached_prompt_tokens", "Prompt tokens served from the KV prefix cache", ["account"], registry=r
+        )
+        self.output_tokens = Counter("saga_output_tokens", "Generated tokens", ["account"], registry=r)
+        self.head_overhead = Histogram(
+            "saga_head_overhead_seconds",
+            "Time a call spends in the head: total minus engine time minus queueing for a slot",
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.call_latency = Histogram(
+            "saga_call_latency_seconds", "Request arrival to last token", buckets=_LATENCY_BUCKETS, registry=r
+        )
+        self.workers_alive = Gauge("saga_workers_alive", "Workers registered and heartbeating", registry=r)
+        self.engine_start = Gauge(
+            "saga_worker_engine_start_seconds", "Engine start time per worker", ["worker"], registry=r
+        )
+        self.worker_deaths = Counter("saga_worker_deaths", "Workers declared dead", registry=r)
+        self.rejected = Counter("saga_rejected_requests", "Requests answered 4xx", ["status"], registry=r)
+        # Kept for the demo/bench summaries (bounded: one float per call of a run).
+        self.overheads: list[float] = []
+
+    def worker_started(self, info: Register) -> None:
+        self.workers_alive.inc()
+        self.engine_start.labels(info.worker_id).set(info.engine_start_s)
+
+    def worker_died(self) -> None:
+        self.workers_alive.dec()
+        self.worker_deaths.inc()
+
+    def observe_call(self, ctx: CallContext, done: Done, overhead_s: float) -> None:
+        account = ctx.principal.account
+        self.calls.labels(account, ctx.worker_id or "").inc()
+        self.prompt_tokens.labels(account).inc(done.prompt_tokens)
+        self.cached_tokens.labels(account).inc(done.cached_tokens)
+        self.output_tokens.labels(account).inc(done.output_tokens)
+        self.head_overhead.observe(max(overhead_s, 0.0))
+        if len(self.overheads) < 1_000_000:
+            self.overheads.append(overhead_s)

@@ -1,0 +1,84 @@
+"""Turn API requests into token ids, and token ids into prefix-block hashes.
+
+The head tokenizes (not the worker) because routing and retention need the
+prompt's KV blocks before a worker is chosen: the chained block hashes let the
+core see which workers may already hold a prefix. The chain is seeded with the
+tenant's cache salt, so two accounts never match each other's prefixes, just
+as vLLM never shares blocks across salts.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from typing import Any
+
+from saga_hpc.errors import UsageError
+
+
+class PromptError(ValueError):
+    """The request's prompt cannot be served (too long, empty, not tokenizable)."""
+
+
+class PromptBuilder:
+    def __init__(self, model_dir: str, max_model_len: int) -> None:
+        from transformers import AutoTokenizer  # heavy import: only where a head runs
+
+        try:
+            self.tokenizer: Any = AutoTokenizer.from_pretrained(model_dir)
+        except (OSError, ValueError) as exc:
+            raise UsageError(f"cannot load a tokenizer from {model_dir!r}: {exc}") from exc
+        self.max_model_len = max_model_len
+        self.vocab_size = len(self.tokenizer)
+
+    def chat(self, messages: list[dict[str, Any]]) -> list[int]:
+        if not messages:
+            raise PromptError("'messages' must hold at least one message")
+        try:
+            ids = self.tokenizer.apply_chat_template(messages, tokenize=True, add_generation_prompt=True)
+        except Exception as exc:  # jinja errors for shapes the template does not know
+            raise PromptError(f"the model's chat template rejected the messages: {exc}") from exc
+        if isinstance(ids, dict):  # newer transformers return a BatchEncoding
+            ids = ids["input_ids"]
+        return [int(t) for t in ids]
+
+    def text(self, prompt: str) -> list[int]:
+        ids = [int(t) for t in self.tokenizer.encode(prompt, add_special_tokens=True)]
+        if not prompt or not ids:
+            raise PromptError("'prompt' must not be empty")
+        return ids
+
+    def check_ids(self, ids: Sequence[int]) -> None:
+        if not ids:
+            raise PromptError("'prompt' must not be empty")
+        bad = next((t for t in ids if not 0 <= t < self.vocab_size), None)
+        if bad is not None:
+            raise PromptError(f"token id {bad} is outside the vocabulary (0..{self.vocab_size - 1})")
+
+    def output_budget(self, prompt_len: int, requested: int | None, default: int) -> int:
+        """The max_tokens to run with: what was asked, within the context window."""
+        room = self.max_model_len - prompt_len
+        if room < 1:
+            raise PromptError(
+                f"prompt is {prompt_len} tokens; this model's context is {self.max_model_len} tokens"
+            )
+        if requested is None:
+            return min(default, room)
+        if requested > room:
+            raise PromptError(
+                f"max_tokens {requested} + prompt {prompt_len} tokens exceeds the context "
+                f"of {self.max_model_len} tokens"
+            )
+        return requested
+
+
+def prefix_hashes(token_ids: Sequence[int], block_size: int, salt: str) -> tuple[int, ...]:
+    """Chained 63-bit hash of every full block: block i's hash covers blocks 0..i."""
+    out: list[int] = []
+    prev = hashlib.blake2b(salt.encode(), digest_size=8).digest()
+    for start in range(0, len(token_ids) - block_size + 1, block_size):
+        h = hashlib.blake2b(prev, digest_size=8)
+        h.update(b"".join(t.to_bytes(4, "little") for t in token_ids[start : start + block_size]))
+        prev = h.digest()
+        out.append(int.from_bytes(prev, "little") >> 1)
+    return tuple(out)

@@ -1,0 +1,169 @@
+"""Rank 0: the head process. Binds ZeroMQ for workers and HTTP for clients,
+publishes its endpoint once the workers are in, and shuts down in order:
+stop taking requests, let in-flight calls finish, tell workers to leave.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import signal
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import uvicorn
+
+from saga_hpc.api.app import ApiSettings, create_app
+from saga_hpc.core.systems import make_scheduler
+from saga_hpc.head.prompts import PromptBuilder
+from saga_hpc.head.service import HeadService, HeadSettings
+from saga_hpc.store.store import Store
+
+log = logging.getLogger("saga_hpc.head")
+
+
+@dataclass(frozen=True)
+class ServeOptions:
+    model_dir: str
+    served_name: str
+    db_url: str
+    host: str
+    port: int
+    endpoint_file: str | None
+    expected_workers: int
+    system: str = "saga"
+    max_model_len: int = 4096
+    block_size: int = 32
+    ready_timeout_s: float = 600.0
+    drain_s: float = 30.0
+
+
+class _Server(uvicorn.Server):
+    """uvicorn re-raises SIGTERM after its own shutdown, which would kill the
+    process before the workers are told to leave; the head handles signals."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+def listen(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
+    sock.listen(2048)
+    sock.set_inheritable(True)
+    return sock
+
+
+def write_endpoint(path: str, info: dict[str, object]) -> None:
+    """Atomic: readers see the old file or the whole new one, never half."""
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(info, indent=2) + "\n")
+    tmp.replace(target)
+
+
+def advertised_host(bind_host: str) -> str:
+    if bind_host in ("0.0.0.0", "::", ""):
+        return socket.getfqdn()
+    return bind_host
+
+
+class HeadRuntime:
+    """One head: `run()` serves until `stop()` (or SIGTERM/SIGINT when `handle_signals`)."""
+
+    def __init__(self, opts: ServeOptions, bind_zmq: Callable[[HeadService], str],
+                 announce: Callable[[str], None], handle_signals: bool = True) -> None:
+        self.opts = opts
+        self.bind_zmq = bind_zmq  # binds the ROUTER, returns the endpoint
+        self.announce = announce  # sends the endpoint to the workers
+        self.handle_signals = handle_signals
+        self.head: HeadService | None = None
+        self.info: dict[str, object] = {}
+        self.ready = threading.Event()
+        self._server: _Server | None = None
+        self._stop_requested = False
+
+    def stop(self) -> None:
+        """Thread-safe: uvicorn polls the flag."""
+        self._stop_requested = True
+        if self._server is not None:
+            self._server.should_exit = True
+
+    async def run(self) -> int:
+        opts = self.opts
+        store = Store.open(opts.db_url)
+        store.upgrade()
+        prompts = PromptBuilder(opts.model_dir, opts.max_model_len)
+        head = self.head = HeadService(HeadSettings(), store, make_scheduler(opts.system), opts.served_name)
+        endpoint = self.bind_zmq(head)
+        self.announce(endpoint)
+        head.start()
+        app = create_app(head, prompts, store,
+                         ApiSettings(model_name=opts.served_name, block_size=opts.block_size))
+        sock = listen(opts.host, opts.port)
+        port = sock.getsockname()[1]
+        config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off",
+                                timeout_graceful_shutdown=int(opts.drain_s),
+                                h11_max_incomplete_event_size=64 * 1024)
+        server = self._server = _Server(config)
+        if self._stop_requested:
+            server.should_exit = True
+        if self.handle_signals:
+            loop = asyncio.get_running_loop()
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                loop.add_signal_handler(sig, self.stop)
+        serving = asyncio.create_task(server.serve(sockets=[sock]))
+        code = 0
+        try:
+            await _wait_ready(head, opts, serving)
+            url = f"http://{advertised_host(opts.host)}:{port}/v1"
+            self.info = {
+                "url": url, "zmq": endpoint, "model": opts.served_name, "pid": os.getpid(),
+                "host": socket.gethostname(), "port": port, "workers": len(head.registry.alive()),
+                "started_at": time.time(), "slurm_job_id": os.environ.get("SLURM_JOB_ID"),
+            }
+            if opts.endpoint_file:
+                write_endpoint(opts.endpoint_file, self.info)
+            log.info("serving %s at %s with %d workers", opts.served_name, url, len(head.registry.alive()))
+            print(f"saga-hpc: serving {opts.served_name} at {url}", flush=True)
+            self.ready.set()
+            await serving
+        except _NotReady as exc:
+            server.should_exit = True
+            await serving
+            if not self._stop_requested:
+                log.error("%s", exc)
+                print(f"saga-hpc: error: {exc}", flush=True)
+                code = 1
+        finally:
+            await head.stop(grace_s=opts.drain_s)
+            store.close()
+        return code
+
+
+class _NotReady(RuntimeError):
+    pass
+
+
+async def _wait_ready(head: HeadService, opts: ServeOptions, serving: asyncio.Task[None]) -> None:
+    deadline = time.monotonic() + opts.ready_timeout_s
+    while len(head.registry.alive()) < opts.expected_workers:
+        if serving.done():
+            raise _NotReady("HTTP server stopped before the workers were ready")
+        if time.monotonic() > deadline:
+            raise _NotReady(
+                f"only {len(head.registry.alive())} of {opts.expected_workers} workers registered "
+                f"within {opts.ready_timeout_s:.0f} s; see the worker logs"
+            )
+        await asyncio.sleep(0.2)

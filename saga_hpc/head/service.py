@@ -1,0 +1,286 @@
+"""The head's event loop glue: ZeroMQ messages and HTTP calls in, core decisions out.
+
+All state changes happen on the one asyncio loop (no locks); store writes run in
+threads and are awaited before a call's completion is released to its client,
+so the ledger row exists before the response ends.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+import time
+from collections import defaultdict
+from dataclasses import dataclass
+
+import zmq
+import zmq.asyncio
+
+from saga_hpc.core.scheduler import Scheduler
+from saga_hpc.core.types import CallOutcome, Decision, Dispatch, Release, Retain, WorkerStats
+from saga_hpc.head.calls import CallContext
+from saga_hpc.head.metrics import HeadMetrics
+from saga_hpc.head.workers import WorkerRegistry
+from saga_hpc.protocol import (
+    Bye,
+    Cancel,
+    Done,
+    Failed,
+    Heartbeat,
+    Hints,
+    ProtocolError,
+    Register,
+    Shutdown,
+    Tokens,
+    Welcome,
+    decode,
+    encode,
+)
+from saga_hpc.protocol.messages import Message
+from saga_hpc.store.store import CallRecord, Store
+
+log = logging.getLogger("saga_hpc.head")
+
+
+@dataclass(frozen=True)
+class HeadSettings:
+    heartbeat_s: float = 1.0
+    """How often workers report."""
+    worker_timeout_s: float = 5.0
+    """Silence after which a worker is declared dead and its calls re-queued."""
+    max_attempts: int = 3
+    """Dispatches of one call before it fails (worker deaths)."""
+
+
+class HeadService:
+    def __init__(self, settings: HeadSettings, store: Store, scheduler: Scheduler, model: str) -> None:
+        self.settings = settings
+        self.store = store
+        self.scheduler = scheduler
+        self.model = model
+        self.registry = WorkerRegistry(settings.worker_timeout_s)
+        self.calls: dict[str, CallContext] = {}
+        self.metrics = HeadMetrics()
+        self.ctx = zmq.asyncio.Context()
+        self.router = self.ctx.socket(zmq.ROUTER)
+        self.router.setsockopt(zmq.LINGER, 1000)
+        self.router.setsockopt(zmq.ROUTER_MANDATORY, 1)
+        self.workers_ready = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._byes: asyncio.Queue[str] = asyncio.Queue()
+
+    # ------------------------------------------------------------ lifecycle
+
+    def bind(self, address: str) -> str:
+        """Bind the ROUTER (port 0 = any free port) and return the concrete endpoint."""
+        self.router.bind(address)
+        return str(self.router.getsockopt_string(zmq.LAST_ENDPOINT))
+
+    def start(self) -> None:
+        self._tasks = [asyncio.create_task(self._receive()), asyncio.create_task(self._monitor())]
+
+    async def stop(self, grace_s: float = 20.0) -> None:
+        """Tell live workers to finish and wait for their goodbyes."""
+        live = {w.worker_id for w in self.registry.alive()}
+        for w in self.registry.alive():
+            await self._send(w.identity, Shutdown(grace_s=grace_s / 2))
+        deadline = time.monotonic() + grace_s
+        while live and time.monotonic() < deadline:
+            try:
+                live.discard(await asyncio.wait_for(self._byes.get(), deadline - time.monotonic()))
+            except TimeoutError:
+                break
+        for task in self._tasks:
+            task.cancel()
+        self.router.close()
+        self.ctx.term()
+
+    # ---------------------------------------------------------------- calls
+
+    def submit(self, ctx: CallContext) -> None:
+        now = time.time()
+        self.calls[ctx.call_id] = ctx
+        decisions = self.scheduler.submit(ctx.spec, now)
+        if not any(isinstance(d, Dispatch) and d.call_id == ctx.call_id for d in decisions):
+            ctx.queued_at = now
+        self._apply(decisions)
+
+    def cancel(self, ctx: CallContext) -> None:
+        """The client went away before the call finished."""
+        if self.calls.pop(ctx.call_id, None) is None:
+            return
+        worker = self.registry.get(ctx.worker_id) if ctx.worker_id else None
+        if worker is not None and worker.alive:
+            self._spawn(self._send(worker.identity, Cancel(call_id=ctx.call_id)))
+        self._apply(self.scheduler.fail(ctx.call_id, time.time()))
+
+    async def _finish(self, ctx: CallContext, done: Done) -> None:
+        now = time.time()
+        record = CallRecord(
+            call_id=ctx.call_id,
+            workflow_id=ctx.spec.workflow_id,
+            account=ctx.principal.account,
+            user=ctx.principal.user,
+            model=self.model,
+            worker=ctx.worker_id or "",
+            prompt_tokens=done.prompt_tokens,
+            cached_tokens=done.cached_tokens,
+            output_tokens=done.output_tokens,
+            arrived_at=ctx.received_at,
+            dispatched_at=ctx.dispatched_at or now,
+            first_token_at=(ctx.dispatched_at + done.first_token_s)
+            if ctx.dispatched_at and done.first_token_s is not None
+            else None,
+            finished_at=now,
+            worker_time_s=done.engine_time_s,
+            next_tool=ctx.next_tool,
+        )
+        try:
+            await asyncio.to_thread(self.store.record_call, record)
+        except Exception as exc:  # the client must learn the call was not billed
+            log.exception("ledger write failed for %s", ctx.call_id)
+            self._apply(self.scheduler.fail(ctx.call_id, now))
+            ctx.events.put_nowait(Failed(ctx.call_id, f"accounting store unavailable: {exc}", True))
+            return
+        outcome = CallOutcome(
+            call_id=ctx.call_id,
+            worker_id=ctx.worker_id or "",
+            finished_at=now,
+            prompt_tokens=done.prompt_tokens,
+            cached_tokens=done.cached_tokens,
+            output_tokens=done.output_tokens,
+            next_tool=ctx.next_tool,
+            workflow_done=ctx.workflow_done,
+        )
+        self._apply(self.scheduler.complete(outcome, now))
+        if ctx.workflow_done:
+            await asyncio.to_thread(self.store.finish_workflow, ctx.spec.workflow_id, now)
+        overhead = (now - ctx.received_at) - done.engine_time_s - ctx.queue_wait_s()
+        self.metrics.observe_call(ctx, done, overhead)
+        ctx.events.put_nowait(done)
+
+    # ------------------------------------------------------------ decisions
+
+    def _apply(self, decisions: list[Decision]) -> None:
+        hints: dict[str, Hints] = defaultdict(Hints)
+        now = time.time()
+        for d in decisions:
+            match d:
+                case Dispatch():
+                    self._dispatch(d, now)
+                case Retain():
+                    hints[d.worker_id].retain.append((d.workflow_id, d.until, d.reuse_score))
+                case Release():
+                    hints[d.worker_id].release.append(d.workflow_id)
+        for worker_id, msg in hints.items():
+            worker = self.registry.get(worker_id)
+            if worker is not None and worker.alive:
+                self._spawn(self._send(worker.identity, msg))
+
+    def _dispatch(self, d: Dispatch, now: float) -> None:
+        ctx = self.calls.get(d.call_id)
+        worker = self.registry.get(d.worker_id)
+        if ctx is None or worker is None or not worker.alive:
+            log.error("core dispatched %s to %s, which the head cannot serve", d.call_id, d.worker_id)
+            return
+        ctx.attempts += 1
+        ctx.worker_id = d.worker_id
+        ctx.dispatched_at = now
+        self._spawn(self._send(worker.identity, dataclasses.replace(ctx.submit, priority=d.priority)))
+
+    # -------------------------------------------------------------- workers
+
+    async def _receive(self) -> None:
+        while True:
+            identity, frame = await self.router.recv_multipart()
+            try:
+                msg = decode(frame)
+            except ProtocolError as exc:
+                log.error("dropped bad frame from %r: %s", identity, exc)
+                continue
+            self._on_message(identity, msg)
+
+    def _on_message(self, identity: bytes, msg: Message) -> None:
+        now = time.time()
+        match msg:
+            case Register():
+                self.registry.register(msg, identity, now)
+                self._spawn(self._send(identity, Welcome(msg.worker_id, self.settings.heartbeat_s)))
+                cap = msg.kv_capacity_tokens
+                self._apply(self.scheduler.add_worker(msg.worker_id, slots=msg.slots, kv_capacity_tokens=cap, now=now))
+                self.metrics.worker_started(msg)
+                log.info("worker %s on %s registered (engine start %.1f s)", msg.worker_id, msg.host, msg.engine_start_s)
+                self.workers_ready.set()
+            case Heartbeat():
+                self.registry.seen(msg.worker_id, now, msg)
+                self._apply(self.scheduler.observe(_stats(msg), now))
+            case Tokens():
+                ctx = self.calls.get(msg.call_id)
+                if ctx is not None:
+                    ctx.streamed_tokens = msg.output_tokens
+                    ctx.events.put_nowait(msg)
+            case Done():
+                ctx = self.calls.pop(msg.call_id, None)
+                if ctx is not None:
+                    self._spawn(self._finish(ctx, msg))
+            case Failed():
+                self._on_failed(msg, now)
+            case Bye():
+                self._apply(self.scheduler.remove_worker(msg.worker_id, now))
+                self.registry.remove(msg.worker_id)
+                self._byes.put_nowait(msg.worker_id)
+            case _:
+                log.error("unexpected %s from a worker", type(msg).__name__)
+
+    def _on_failed(self, msg: Failed, now: float) -> None:
+        ctx = self.calls.pop(msg.call_id, None)
+        if ctx is None:
+            return
+        self._apply(self.scheduler.fail(msg.call_id, now))
+        ctx.events.put_nowait(msg)
+
+    async def _monitor(self) -> None:
+        while True:
+            await asyncio.sleep(self.settings.heartbeat_s / 2)
+            now = time.time()
+            for dead in self.registry.expire(now):
+                log.warning("worker %s silent for %.1f s: marked dead", dead.worker_id, now - dead.last_seen)
+                self.metrics.worker_died()
+                self._requeue_from(dead.worker_id, now)
+            self._apply(self.scheduler.tick(now))
+
+    def _requeue_from(self, worker_id: str, now: float) -> None:
+        """A worker died: calls that streamed nothing yet run elsewhere; others fail retryably."""
+        lost = [c for c in self.calls.values() if c.worker_id == worker_id]
+        for ctx in lost:
+            if ctx.streamed_tokens or ctx.attempts >= self.settings.max_attempts:
+                self.calls.pop(ctx.call_id)
+                ctx.events.put_nowait(Failed(ctx.call_id, f"worker {worker_id} died mid-call", True))
+            else:
+                ctx.worker_id = None
+                ctx.queued_at = now
+        self._apply(self.scheduler.remove_worker(worker_id, now))
+
+    async def _send(self, identity: bytes, msg: Message) -> None:
+        try:
+            await self.router.send_multipart([identity, encode(msg)])
+        except zmq.ZMQError as exc:  # worker gone (ROUTER_MANDATORY): the monitor handles it
+            log.warning("send %s failed: %s", type(msg).__name__, exc)
+
+    def _spawn(self, coro: object) -> None:
+        task = asyncio.ensure_future(coro)  # type: ignore[arg-type]
+        task.add_done_callback(lambda t: t.exception() if not t.cancelled() else None)
+
+
+def _stats(hb: Heartbeat) -> WorkerStats:
+    return WorkerStats(
+        worker_id=hb.worker_id,
+        kv_blocks_total=hb.kv_blocks_total,
+        kv_blocks_used=hb.kv_blocks_used,
+        kv_blocks_cached=hb.kv_blocks_cached,
+        prefix_query_tokens=hb.prefix_query_tokens,
+        prefix_hit_tokens=hb.prefix_hit_tokens,
+        running=hb.running,
+        waiting=hb.waiting,
+    )

@@ -1,0 +1,102 @@
+"""A worker that speaks the real ZeroMQ protocol but fakes the engine.
+
+For tests of the head and API that are not about vLLM (auth, validation,
+streaming shape, load through the head): every call returns `max_tokens`
+tokens of "tok " after `delay_s` per token. Prefix caching is emulated per
+cache salt at block granularity, so isolation logic can be checked cheaply;
+the real-engine tests check the same with vLLM.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import time
+
+import zmq
+import zmq.asyncio
+
+from saga_hpc.protocol import Bye, Cancel, Done, Heartbeat, Register, Shutdown, Submit, Tokens, decode, encode
+
+
+class FakeWorker:
+    def __init__(self, endpoint: str, worker_id: str, *, slots: int = 16, delay_s: float = 0.0,
+                 block_size: int = 32, stream_every: int = 1) -> None:
+        self.endpoint = endpoint
+        self.worker_id = worker_id
+        self.slots = slots
+        self.delay_s = delay_s
+        self.block_size = block_size
+        self.stream_every = stream_every
+        self.seen_blocks: set[tuple[str, tuple[int, ...]]] = set()
+        self.calls: list[Submit] = []
+        self.tasks: dict[str, asyncio.Task[None]] = {}
+        self.silent = False  # stop heartbeating (simulates a hung worker)
+
+    async def run(self, stop: asyncio.Event) -> None:
+        ctx = zmq.asyncio.Context()
+        sock = ctx.socket(zmq.DEALER)
+        sock.setsockopt(zmq.LINGER, 0)
+        sock.setsockopt_string(zmq.IDENTITY, self.worker_id)
+        sock.connect(self.endpoint)
+        self.sock = sock
+        await sock.send(encode(Register(
+            worker_id=self.worker_id, rank=0, host="fake", pid=os.getpid(), model="tiny",
+            slots=self.slots, kv_capacity_tokens=65536, block_size=self.block_size, engine_start_s=0.0)))
+        beat = asyncio.create_task(self._beat())
+        try:
+            while not stop.is_set():
+                if not await sock.poll(100):
+                    continue
+                msg = decode(await sock.recv())
+                if isinstance(msg, Submit):
+                    self.calls.append(msg)
+                    self.tasks[msg.call_id] = asyncio.create_task(self._serve(msg))
+                elif isinstance(msg, Cancel):
+                    task = self.tasks.pop(msg.call_id, None)
+                    if task is not None:
+                        task.cancel()
+                elif isinstance(msg, Shutdown):
+                    break
+            await sock.send(encode(Bye(worker_id=self.worker_id, reason="shutdown")))
+        finally:
+            beat.cancel()
+            for task in self.tasks.values():
+                task.cancel()
+            sock.close()
+            ctx.term()
+
+    def _cached(self, msg: Submit) -> int:
+        ids = msg.prompt_token_ids
+        cached = 0
+        blocks = len(ids) // self.block_size
+        for b in range(blocks):
+            key = (msg.cache_salt, tuple(ids[: (b + 1) * self.block_size]))
+            if key in self.seen_blocks:
+                cached = (b + 1) * self.block_size
+            self.seen_blocks.add(key)
+        return cached
+
+    async def _serve(self, msg: Submit) -> None:
+        t0 = time.monotonic()
+        cached = self._cached(msg)
+        with contextlib.suppress(asyncio.CancelledError):
+            for i in range(msg.max_tokens):
+                if self.delay_s:
+                    await asyncio.sleep(self.delay_s)
+                if (i + 1) % self.stream_every == 0:
+                    await self.sock.send(encode(Tokens(call_id=msg.call_id, text="tok ", output_tokens=i + 1)))
+            await self.sock.send(encode(Done(
+                call_id=msg.call_id, text="tok " * msg.max_tokens, prompt_tokens=len(msg.prompt_token_ids),
+                cached_tokens=cached, output_tokens=msg.max_tokens, finish_reason="length",
+                engine_time_s=time.monotonic() - t0, first_token_s=0.0)))
+        self.tasks.pop(msg.call_id, None)
+
+    async def _beat(self) -> None:
+        while True:
+            if not self.silent:
+                await self.sock.send(encode(Heartbeat(
+                    worker_id=self.worker_id, running=len(self.tasks), waiting=0, kv_blocks_total=2048,
+                    kv_blocks_used=0, kv_blocks_cached=0, prefix_query_tokens=0, prefix_hit_tokens=0)))
+            await asyncio.sleep(0.5)
