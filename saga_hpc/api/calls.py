@@ -76,6 +76,7 @@ def new_context(
         next_tool=wf.next_tool,
         workflow_done=wf.done or wf.workflow_id is None,
         received_at=now,
+        stream=req.stream,
     )
 
 

@@ -20,6 +20,7 @@ class CallContext:
     next_tool: str | None
     workflow_done: bool
     received_at: float  # wall clock, request arrived at the head
+    stream: bool = True  # tokens go to the client as they come (no silent replay then)
     events: asyncio.Queue[CallEvent] = field(default_factory=asyncio.Queue)
     worker_id: str | None = None
     queued_at: float | None = None  # core had no free slot: waiting at the head

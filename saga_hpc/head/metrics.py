@@ -12,6 +12,9 @@ if TYPE_CHECKING:
     from saga_hpc.head.calls import CallContext
 
 _LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
+# Head overhead is milliseconds; fine buckets so its median and p99 can be read off.
+_OVERHEAD_BUCKETS = (0.0002, 0.0005, 0.001, 0.0015, 0.002, 0.003, 0.004, 0.005, 0.0075, 0.01,
+                     0.015, 0.02, 0.03, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 
 
 class HeadMetrics:
@@ -27,7 +30,7 @@ class HeadMetrics:
         self.head_overhead = Histogram(
             "saga_head_overhead_seconds",
             "Time a call spends in the head: total minus engine time minus queueing for a slot",
-            buckets=_LATENCY_BUCKETS,
+            buckets=_OVERHEAD_BUCKETS,
             registry=r,
         )
         self.call_latency = Histogram(

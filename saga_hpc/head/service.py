@@ -254,12 +254,16 @@ class HeadService:
         """A worker died: calls that streamed nothing yet run elsewhere; others fail retryably."""
         lost = [c for c in self.calls.values() if c.worker_id == worker_id]
         for ctx in lost:
-            if ctx.streamed_tokens or ctx.attempts >= self.settings.max_attempts:
+            if (ctx.stream and ctx.streamed_tokens) or ctx.attempts >= self.settings.max_attempts:
+                # Tokens already reached a streaming client: replaying elsewhere
+                # would duplicate them, so the client retries the whole call.
                 self.calls.pop(ctx.call_id)
+                self._apply(self.scheduler.fail(ctx.call_id, now))
                 ctx.events.put_nowait(Failed(ctx.call_id, f"worker {worker_id} died mid-call", True))
             else:
                 ctx.worker_id = None
                 ctx.queued_at = now
+                ctx.streamed_tokens = 0
         self._apply(self.scheduler.remove_worker(worker_id, now))
 
     async def _send(self, identity: bytes, msg: Message) -> None:

@@ -22,14 +22,16 @@ from saga_hpc.protocol import Bye, Cancel, Done, Heartbeat, Register, Shutdown, 
 
 class FakeWorker:
     def __init__(self, endpoint: str, worker_id: str, *, slots: int = 16, delay_s: float = 0.0,
-                 block_size: int = 32, stream_every: int = 1) -> None:
+                 block_size: int = 32, stream_every: int = 1,
+                 seen_blocks: set[tuple[str, tuple[int, ...]]] | None = None) -> None:
         self.endpoint = endpoint
         self.worker_id = worker_id
         self.slots = slots
         self.delay_s = delay_s
         self.block_size = block_size
         self.stream_every = stream_every
-        self.seen_blocks: set[tuple[str, tuple[int, ...]]] = set()
+        # Pass one set to several workers to emulate a cache they all share.
+        self.seen_blocks = seen_blocks if seen_blocks is not None else set()
         self.calls: list[Submit] = []
         self.tasks: dict[str, asyncio.Task[None]] = {}
         self.silent = False  # stop heartbeating (simulates a hung worker)

