@@ -1,0 +1,1 @@
+"""SQL store: tenants, API keys, workflows and their AEGs, the usage ledger."""
