@@ -28,6 +28,7 @@ from saga_hpc.protocol import Done
 from saga_hpc.store.store import Store
 
 MAX_BODY_BYTES = 16 * 1024 * 1024
+MAX_HEADER_BYTES = 32 * 1024
 
 
 @dataclass
@@ -50,7 +51,11 @@ def create_app(head: HeadService, prompts: PromptBuilder, store: Store, settings
     served = settings.model_name
 
     @app.middleware("http")
-    async def limit_body(request: Request, call_next: Any) -> Response:
+    async def limit_size(request: Request, call_next: Any) -> Response:
+        if sum(len(k) + len(v) for k, v in request.headers.raw) > MAX_HEADER_BYTES:
+            body = {"error": {"message": f"request headers larger than {MAX_HEADER_BYTES} bytes",
+                              "type": "invalid_request_error", "param": None, "code": None}}
+            return JSONResponse(body, status_code=431)
         length = request.headers.get("content-length")
         if length is not None and (not length.isdigit() or int(length) > MAX_BODY_BYTES):
             body = {"error": {"message": f"request body larger than {MAX_BODY_BYTES} bytes",

@@ -18,7 +18,7 @@ MSG = [{"role": "user", "content": "hi"}]
         ({"model": "tiny", "messages": [{"role": "wizard", "content": "x"}]}, 400, "role"),
         ({"model": "tiny", "messages": MSG, "max_tokens": -1}, 400, "max_tokens"),
         ({"model": "tiny", "messages": MSG, "max_tokens": 10**9}, 400, "max_tokens"),
-        ({"model": "tiny", "messages": MSG, "max_tokens": 4000}, 400, "context"),
+        ({"model": "tiny", "messages": MSG, "max_tokens": 4090}, 400, "context"),
         ({"model": "tiny", "messages": MSG, "max_tokens": "ten"}, 400, "max_tokens"),
         ({"model": "tiny", "messages": MSG, "temperature": 9}, 400, "temperature"),
         ({"model": "tiny", "messages": MSG, "n": 2}, 400, "n"),
@@ -26,7 +26,7 @@ MSG = [{"role": "user", "content": "hi"}]
         ({"model": "tiny", "messages": MSG, "metadata": {"workflow_id": "bad id!"}}, 400, "workflow id"),
         ({"model": "tiny", "messages": [{"role": "user", "content": "word " * 5000}]}, 400, "context"),
         ({"model": "tiny", "messages": MSG, "metadata": {"workflow_done": "maybe"}}, 400, "true or false"),
-        ([1, 2, 3], 400, "body"),
+        ([1, 2, 3], 400, "valid dictionary"),
     ],
 )
 def test_bad_chat_bodies(service: Service, body: object, status: int, needle: str) -> None:

@@ -89,7 +89,7 @@ def test_metrics_expose_counts_not_prompts(service: Service) -> None:
 
 @pytest.mark.parametrize("stream", [False, True])
 def test_same_prompt_is_cached_only_within_an_account(service: Service, stream: bool) -> None:
-    prompt = {"model": "tiny", "max_tokens": 1, "messages": [{"role": "user", "content": "word " * 200}],
+    prompt = {"model": "tiny", "max_tokens": 1, "messages": [{"role": "user", "content": f"stream={stream} " + "word " * 200}],
               "stream": stream, "stream_options": {"include_usage": True} if stream else None}
     prompt = {k: v for k, v in prompt.items() if v is not None}
     cached = {}

@@ -1,0 +1,110 @@
+"""`saga-hpc serve`: the service. Rank 0 = head (HTTP + ZeroMQ), other ranks = vLLM workers."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import socket
+import sys
+from pathlib import Path
+
+from saga_hpc import launch
+from saga_hpc.config import add_db_argument, db_url
+from saga_hpc.errors import UsageError
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser("serve", help="run the service (head + workers) under MPI",
+                       description=launch.__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--model", required=True, help="local model directory (e.g. from `saga-hpc model tiny`)")
+    p.add_argument("--served-name", default="tiny", help="model name clients send (default tiny)")
+    p.add_argument("--host", default="127.0.0.1", help="HTTP bind address (default 127.0.0.1)")
+    p.add_argument("--port", type=int, default=8000, help="HTTP port, 0 = any free port (default 8000)")
+    p.add_argument("--endpoint-file", help="write the endpoint JSON here once the workers are up")
+    p.add_argument("--workers", type=int, help="without an MPI launcher: start mpirun with this many workers")
+    p.add_argument("--system", default="saga", help="scheduling system: saga, vllm, sglang, continuum, autellix")
+    p.add_argument("--kv-cache-mb", type=float, default=64.0,
+                   help="KV cache per worker in MB (CPU build; 0 = size from memory utilisation)")
+    p.add_argument("--max-model-len", type=int, default=4096, help="context length (default 4096)")
+    p.add_argument("--max-num-seqs", type=int, default=16, help="concurrent calls per worker (default 16)")
+    p.add_argument("--ready-timeout", type=float, default=600.0,
+                   help="seconds to wait for all workers to register (default 600)")
+    p.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    add_db_argument(p)
+    p.set_defaults(func=_serve)
+
+
+def _check(args: argparse.Namespace) -> None:
+    if not Path(args.model, "config.json").is_file():
+        raise UsageError(f"--model {args.model}: no config.json there (generate one: saga-hpc model tiny --out DIR)")
+    if not 0 <= args.port <= 65535:
+        raise UsageError(f"--port {args.port} is not a TCP port")
+    if args.workers is not None and not 1 <= args.workers <= 256:
+        raise UsageError("--workers must be between 1 and 256")
+    if args.max_model_len < 64 or args.max_num_seqs < 1 or args.kv_cache_mb < 0:
+        raise UsageError("--max-model-len must be >= 64, --max-num-seqs >= 1, --kv-cache-mb >= 0")
+    from saga_hpc.core.systems import SYSTEMS
+
+    if args.system not in SYSTEMS:
+        raise UsageError(f"--system {args.system!r}: choose one of {', '.join(sorted(SYSTEMS))}")
+
+
+def _serve(args: argparse.Namespace) -> int:
+    _check(args)
+    if not launch.under_mpi_launcher():
+        if args.workers is None:
+            raise UsageError(launch.how_to_launch(f"--model {args.model}"))
+        launch.exec_under_mpirun(args.workers + 1, sys.argv[1:])
+    logging.basicConfig(level=args.log_level, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    rank, size, comm = launch.world()
+    if size < 2:
+        raise UsageError("this MPI job has 1 rank: the head needs at least one worker rank (-n 2 or more)")
+    if args.workers is not None and args.workers != size - 1:
+        logging.getLogger("saga_hpc").warning("--workers %d ignored: the MPI job has %d worker ranks",
+                                              args.workers, size - 1)
+    hosts: list[str] = comm.allgather(socket.gethostname())  # type: ignore[attr-defined]
+    if rank == 0:
+        return _head(args, comm, size, single_host=len(set(hosts)) == 1)
+    return _worker(args, comm, rank)
+
+
+def _head(args: argparse.Namespace, comm: object, size: int, single_host: bool) -> int:
+    from saga_hpc.head.server import HeadRuntime, ServeOptions
+
+    opts = ServeOptions(
+        model_dir=str(Path(args.model).resolve()), served_name=args.served_name, db_url=db_url(args),
+        host=args.host, port=args.port, endpoint_file=args.endpoint_file, expected_workers=size - 1,
+        system=args.system, max_model_len=args.max_model_len, ready_timeout_s=args.ready_timeout,
+    )
+    # Workers on other nodes need a routable address; on one node loopback is enough.
+    zmq_bind = "tcp://127.0.0.1:*" if single_host else "tcp://*:*"
+
+    def bind(head: object) -> str:
+        endpoint: str = head.bind(zmq_bind)  # type: ignore[attr-defined]
+        return endpoint if single_host else endpoint.replace("0.0.0.0", socket.getfqdn())
+
+    def announce(endpoint: str) -> None:
+        comm.bcast(endpoint, root=0)  # type: ignore[attr-defined]
+
+    try:
+        return asyncio.run(HeadRuntime(opts, bind, announce).run())
+    except UsageError:
+        comm.Abort(2)  # type: ignore[attr-defined]  # workers wait in bcast forever otherwise
+        raise
+
+
+def _worker(args: argparse.Namespace, comm: object, rank: int) -> int:
+    from saga_hpc.worker.engine import EngineSettings
+    from saga_hpc.worker.runner import run_worker
+
+    endpoint: str = comm.bcast(None, root=0)  # type: ignore[attr-defined]
+    settings = EngineSettings(
+        model=str(Path(args.model).resolve()), served_name=args.served_name,
+        kv_cache_bytes=int(args.kv_cache_mb * 1e6) or None, max_model_len=args.max_model_len,
+        max_num_seqs=args.max_num_seqs,
+    )
+    os.environ.setdefault("SAGA_WORKER_RANK", str(rank))
+    run_worker(endpoint, rank, settings)
+    return 0

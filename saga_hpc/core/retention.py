@@ -1,0 +1,146 @@
+"""Which workflows' KV blocks a worker should keep while the agent runs a tool.
+
+The core only emits hints (`Retain` with an expiry and a reuse score,
+`Release`); the worker's block pool (vLLM scheduler class, or the simulator's
+pool) applies them when it must evict.
+
+- `lru`: no hints; the pool evicts least recently used blocks (vLLM).
+- `ttl`: Continuum-style: pin a workflow leaving on a tool call for a fixed TTL.
+- `aeg`: SAGA: the Agent Execution Graph predicts whether and when the workflow
+  returns after this tool (learned online per task class and tool name); the
+  hint lasts until the predicted return plus a margin, and its score is the
+  expected reuse per block: P(return) / (blocks x expected wait).
+- `belady`: the simulator's offline oracle; like `lru` here, the pool knows
+  the future trace.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from saga_hpc.core.types import CallOutcome, CallSpec, Decision, Release, Retain
+
+
+@dataclass(slots=True)
+class ToolStats:
+    """Online estimate of one (task class, tool): how long it takes, how often the agent returns."""
+
+    mean_s: float = 0.0
+    var_s2: float = 0.0
+    seen: int = 0
+    returns: int = 0
+    abandons: int = 0
+
+    def observe_return(self, latency_s: float, alpha: float = 0.2) -> None:
+        self.returns += 1
+        if self.seen == 0:
+            self.mean_s, self.var_s2 = latency_s, 0.0
+        else:
+            delta = latency_s - self.mean_s
+            self.mean_s += alpha * delta
+            self.var_s2 = (1 - alpha) * (self.var_s2 + alpha * delta * delta)
+        self.seen += 1
+
+    def p_return(self) -> float:
+        # Laplace prior: an unseen tool is assumed to come back (agents usually do).
+        return (self.returns + 1) / (self.returns + self.abandons + 2)
+
+
+class AegPredictor:
+    """P(return) and return time per (task class, tool), with a prior for unseen tools."""
+
+    def __init__(self, prior_s: float = 2.0) -> None:
+        self.prior_s = prior_s
+        self.stats: dict[tuple[str, str], ToolStats] = {}
+
+    def _get(self, task_class: str, tool: str) -> ToolStats:
+        return self.stats.setdefault((task_class, tool), ToolStats())
+
+    def expected_gap_s(self, task_class: str, tool: str) -> float:
+        s = self.stats.get((task_class, tool))
+        return self.prior_s if s is None or s.seen == 0 else s.mean_s
+
+    def horizon_s(self, task_class: str, tool: str) -> float:
+        """How long to hold: mean + 2 standard deviations, at least twice the prior for unseen."""
+        s = self.stats.get((task_class, tool))
+        if s is None or s.seen == 0:
+            return 2 * self.prior_s
+        return s.mean_s + 2 * math.sqrt(s.var_s2) + 0.05
+
+    def p_return(self, task_class: str, tool: str) -> float:
+        s = self.stats.get((task_class, tool))
+        return ToolStats().p_return() if s is None else s.p_return()
+
+    def observe_return(self, task_class: str, tool: str, gap_s: float) -> None:
+        self._get(task_class, tool).observe_return(gap_s)
+
+    def observe_abandon(self, task_class: str, tool: str) -> None:
+        self._get(task_class, tool).abandons += 1
+
+
+class Retention:
+    """Base: `lru`, no hints."""
+
+    name = "lru"
+
+    def __init__(self, ttl_s: float = 10.0, block_tokens: int = 16) -> None:
+        self.ttl_s = ttl_s
+        self.block_tokens = block_tokens
+
+    def on_leave(self, worker_id: str, spec: CallSpec, outcome: CallOutcome, now: float,
+                 stimulus: str) -> list[Decision]:
+        """A call finished; the workflow is away on `outcome.next_tool` (or done)."""
+        return []
+
+    def on_return(self, spec: CallSpec, tool: str, gap_s: float) -> None:
+        """The workflow came back after `tool`, `gap_s` seconds after leaving."""
+
+    def on_abandon(self, task_class: str, tool: str) -> None:
+        """The workflow never came back after `tool` (its hint lapsed and it ended)."""
+
+
+class Ttl(Retention):
+    name = "ttl"
+
+    def on_leave(self, worker_id: str, spec: CallSpec, outcome: CallOutcome, now: float,
+                 stimulus: str) -> list[Decision]:
+        if outcome.workflow_done:
+            return [Release(worker_id, spec.workflow_id, stimulus)]
+        if outcome.next_tool is None:
+            return []
+        return [Retain(worker_id, spec.workflow_id, now + self.ttl_s, 1.0, stimulus)]
+
+
+class Aeg(Retention):
+    name = "aeg"
+
+    def __init__(self, ttl_s: float = 10.0, block_tokens: int = 16) -> None:
+        super().__init__(ttl_s, block_tokens)
+        self.predictor = AegPredictor()
+
+    def on_leave(self, worker_id: str, spec: CallSpec, outcome: CallOutcome, now: float,
+                 stimulus: str) -> list[Decision]:
+        if outcome.workflow_done:
+            return [Release(worker_id, spec.workflow_id, stimulus)]
+        tool = outcome.next_tool or "unknown"
+        p = self.predictor.p_return(spec.task_class, tool)
+        gap = self.predictor.expected_gap_s(spec.task_class, tool)
+        blocks = max(1, (outcome.prompt_tokens + outcome.output_tokens) // self.block_tokens)
+        # Expected reuse per block per second held: the value of keeping a block.
+        score = p / (blocks * max(gap, 0.01))
+        until = now + self.predictor.horizon_s(spec.task_class, tool)
+        return [Retain(worker_id, spec.workflow_id, until, score, stimulus)]
+
+    def on_return(self, spec: CallSpec, tool: str, gap_s: float) -> None:
+        self.predictor.observe_return(spec.task_class, tool, gap_s)
+
+    def on_abandon(self, task_class: str, tool: str) -> None:
+        self.predictor.observe_abandon(task_class, tool)
+
+
+class Belady(Retention):
+    name = "belady"
+
+
+RETENTIONS: dict[str, type[Retention]] = {"lru": Retention, "ttl": Ttl, "aeg": Aeg, "belady": Belady}

@@ -1,0 +1,322 @@
+"""The scheduling core's facade: events in, decisions out.
+
+One `Scheduler` holds a system's three policies (routing, ordering,
+retention) and the state they share: workers and their slots, calls waiting
+for a slot (one queue per target worker), calls running, and per-workflow
+state (last worker, when it left on which tool). The head and the simulator
+call the same methods; neither reads the other's clock: `now` comes in.
+
+Each event costs O(workers + waiting groups + log n); nothing scans all
+workflows or calls, so the simulator can push millions of events through it.
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections import deque
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from saga_hpc.core.cost import CostModel
+from saga_hpc.core.ordering import Ordering
+from saga_hpc.core.queue import GroupedQueue, Waiting
+from saga_hpc.core.retention import Retention
+from saga_hpc.core.routing import Router, WorkerView
+from saga_hpc.core.types import (
+    CallOutcome,
+    CallSpec,
+    Decision,
+    Dispatch,
+    Release,
+    Retain,
+    StoryEntry,
+    WorkerStats,
+)
+
+STORY_LIMIT = 256  # entries kept per workflow
+
+
+@dataclass(slots=True)
+class _Flow:
+    """What the core remembers of a live workflow."""
+
+    tenant: str
+    task_class: str
+    started: float
+    last_worker: str | None = None
+    away_tool: str | None = None  # tool it left on, None while a call is in flight
+    left_at: float = 0.0
+    retained_on: str | None = None
+    retain_until: float = 0.0
+    story: deque[StoryEntry] = field(default_factory=lambda: deque(maxlen=STORY_LIMIT))
+
+
+class Scheduler:
+    def __init__(self, system_name: str, router: Router, ordering: Ordering, retention: Retention,
+                 cost: CostModel | None = None, abandon_after_s: float = 900.0) -> None:
+        self.system_name = system_name
+        self.router = router
+        self.ordering = ordering
+        self.retention = retention
+        self.cost = cost or CostModel()
+        self.abandon_after_s = abandon_after_s
+        self.workers: dict[str, WorkerView] = {}
+        self.stats: dict[str, WorkerStats] = {}
+        self.queues: dict[str, GroupedQueue] = {}
+        self.unrouted: list[Waiting] = []  # arrived while no worker was alive
+        self.waiting_on: dict[str, tuple[str, str]] = {}  # call id -> (target worker, group)
+        self.backlog: dict[str, int] = {}  # ordering group -> waiting calls, over all queues
+        self.running: dict[str, tuple[CallSpec, str]] = {}  # call id -> (spec, worker)
+        self.flows: dict[str, _Flow] = {}
+        self._hints: list[tuple[float, str, str]] = []  # (until, workflow, worker)
+        self._away: list[tuple[float, str, float]] = []  # (abandon at, workflow, left_at)
+        self._seq = 0
+        self._registered = 0
+        self.mean_service_s = 1.0  # EWMA of observed call service, for steal decisions
+
+    # -------------------------------------------------------------- workers
+
+    def add_worker(self, worker_id: str, *, slots: int, kv_capacity_tokens: int, now: float) -> list[Decision]:
+        self._registered += 1
+        self.workers[worker_id] = WorkerView(worker_id, max(1, slots), kv_capacity_tokens,
+                                             order=self._registered)
+        self.queues.setdefault(worker_id, GroupedQueue())
+        waiting, self.unrouted = self.unrouted, []
+        for w in waiting:
+            self._enqueue(w)
+        return self._pump(now, f"worker-{worker_id}-joined")
+
+    def remove_worker(self, worker_id: str, now: float) -> list[Decision]:
+        """The worker died or left: its running and waiting calls go elsewhere."""
+        view = self.workers.pop(worker_id, None)
+        if view is None:
+            return []
+        self.router.forget_worker(worker_id)
+        self.stats.pop(worker_id, None)
+        orphans = [Waiting(self.running.pop(cid)[0], now, self._next_seq()) for cid in sorted(view.running)]
+        queue = self.queues.pop(worker_id, GroupedQueue())
+        orphans += sorted(queue.items(), key=lambda w: w.seq)
+        for w in orphans:
+            if w.spec.call_id in self.waiting_on:
+                self._unwait(w.spec.call_id)
+            self._enqueue(w)
+        return self._pump(now, f"worker-{worker_id}-left")
+
+    def observe(self, stats: WorkerStats, now: float) -> list[Decision]:
+        self.stats[stats.worker_id] = stats
+        return []
+
+    # ---------------------------------------------------------------- calls
+
+    def submit(self, spec: CallSpec, now: float) -> list[Decision]:
+        stim = f"submit-{spec.call_id}"
+        flow = self.flows.get(spec.workflow_id)
+        if flow is None:
+            flow = self.flows[spec.workflow_id] = _Flow(spec.tenant, spec.task_class, now)
+        elif flow.away_tool is not None:
+            self.retention.on_return(spec, flow.away_tool, now - flow.left_at)
+            flow.away_tool = None
+        self._enqueue(Waiting(spec, now, self._next_seq()))
+        decisions = self._pump(now, stim)
+        self._tell(spec.workflow_id, now, stim, "submit",
+                   f"{spec.prompt_tokens} prompt tokens, {len(spec.prefix_hashes)} full blocks", decisions)
+        return decisions
+
+    def complete(self, outcome: CallOutcome, now: float) -> list[Decision]:
+        stim = f"done-{outcome.call_id}"
+        entry = self.running.pop(outcome.call_id, None)
+        if entry is None:
+            return []
+        spec, worker_id = entry
+        view = self.workers.get(worker_id)
+        if view is not None:
+            view.running.discard(outcome.call_id)
+        service = self.cost.service(outcome.prompt_tokens, outcome.cached_tokens, outcome.output_tokens)
+        self.mean_service_s += 0.05 * (service - self.mean_service_s)
+        self.ordering.charge(spec, service)
+        decisions: list[Decision] = []
+        flow = self.flows.get(spec.workflow_id)
+        if flow is not None:
+            decisions += self.retention.on_leave(worker_id, spec, outcome, now, stim)
+            if outcome.workflow_done:
+                self._forget(spec.workflow_id)
+            else:
+                flow.away_tool = outcome.next_tool or "unknown"
+                flow.left_at = now
+                heapq.heappush(self._away, (now + self.abandon_after_s, spec.workflow_id, now))
+                for d in decisions:
+                    if isinstance(d, Retain):
+                        flow.retained_on, flow.retain_until = d.worker_id, d.until
+                        heapq.heappush(self._hints, (d.until, spec.workflow_id, d.worker_id))
+        decisions += self._pump(now, stim)
+        self._tell(spec.workflow_id, now, stim, "done",
+                   f"on {worker_id}: {outcome.cached_tokens}/{outcome.prompt_tokens} cached, "
+                   f"{outcome.output_tokens} out, next tool {outcome.next_tool}", decisions)
+        return decisions
+
+    def fail(self, call_id: str, now: float) -> list[Decision]:
+        """The call is gone (cancelled, or failed for good): free its slot or queue place."""
+        stim = f"fail-{call_id}"
+        entry = self.running.pop(call_id, None)
+        if entry is not None:
+            view = self.workers.get(entry[1])
+            if view is not None:
+                view.running.discard(call_id)
+        if call_id in self.waiting_on:
+            target = self._unwait(call_id)
+            self.queues[target].drop(call_id)
+        self.unrouted = [w for w in self.unrouted if w.spec.call_id != call_id]
+        return self._pump(now, stim)
+
+    def end_workflow(self, workflow_id: str, now: float) -> list[Decision]:
+        flow = self.flows.get(workflow_id)
+        if flow is None:
+            return []
+        decisions: list[Decision] = []
+        if flow.retained_on is not None and flow.retained_on in self.workers:
+            decisions.append(Release(flow.retained_on, workflow_id, f"end-{workflow_id}"))
+        self._forget(workflow_id)
+        return decisions
+
+    def tick(self, now: float) -> list[Decision]:
+        """Lapse expired retention hints, give up on workflows that never came back."""
+        decisions: list[Decision] = []
+        while self._hints and self._hints[0][0] <= now:
+            until, wf, worker = heapq.heappop(self._hints)
+            flow = self.flows.get(wf)
+            if flow is not None and flow.retained_on == worker and flow.retain_until == until:
+                flow.retained_on = None
+                if worker in self.workers:
+                    decisions.append(Release(worker, wf, f"lapse-{wf}"))
+        while self._away and self._away[0][0] <= now:
+            _, wf, left_at = heapq.heappop(self._away)
+            flow = self.flows.get(wf)
+            if flow is not None and flow.away_tool is not None and flow.left_at == left_at:
+                self.retention.on_abandon(flow.task_class, flow.away_tool)
+                decisions += self.end_workflow(wf, now)
+        return decisions + self._pump(now, "tick")
+
+    def update_shares(self, shares: Mapping[str, float], now: float) -> list[Decision]:
+        self.ordering.update_shares(shares)
+        return []
+
+    # ---------------------------------------------------------------- views
+
+    def story(self, workflow_id: str) -> list[StoryEntry]:
+        flow = self.flows.get(workflow_id)
+        return list(flow.story) if flow is not None else []
+
+    def queue_length(self) -> int:
+        return sum(len(q) for q in self.queues.values()) + len(self.unrouted)
+
+    def running_on(self, worker_id: str) -> set[str]:
+        view = self.workers.get(worker_id)
+        return set(view.running) if view is not None else set()
+
+    # ------------------------------------------------------------- internals
+
+    def _next_seq(self) -> int:
+        self._seq += 1
+        return self._seq
+
+    def _enqueue(self, w: Waiting) -> None:
+        if not self.workers:
+            self.unrouted.append(w)
+            return
+        flow = self.flows.get(w.spec.workflow_id)
+        previous = flow.last_worker if flow is not None else None
+        target, w.reason = self.router.route(w.spec, previous if previous in self.workers else None,
+                                             list(self.workers.values()))
+        group = self.ordering.group(w.spec)
+        self.ordering.on_enqueue(w.spec, self.backlog)
+        started = flow.started if flow is not None else w.since
+        self.queues[target].push(group, w, self.ordering.inner(w.spec, started))
+        self.waiting_on[w.spec.call_id] = (target, group)
+        self.backlog[group] = self.backlog.get(group, 0) + 1
+        self.workers[target].waiting += 1
+
+    def _unwait(self, call_id: str) -> str:
+        """Bookkeeping of a call leaving a queue; returns the queue's worker."""
+        target, group = self.waiting_on.pop(call_id)
+        left = self.backlog[group] - 1
+        if left:
+            self.backlog[group] = left
+        else:
+            del self.backlog[group]
+        if target in self.workers:
+            self.workers[target].waiting -= 1
+        return target
+
+    def _pump(self, now: float, stim: str) -> list[Decision]:
+        """Fill free slots: each worker from its own queue, then (if the router
+        steals) idle workers from others' queues when that saves time."""
+        decisions: list[Decision] = []
+        for view in sorted(self.workers.values(), key=lambda v: v.order):
+            queue = self.queues[view.worker_id]
+            while view.free() > 0 and len(queue) > 0:
+                picked = queue.best(self.ordering.rank)
+                if picked is None:
+                    break
+                queue.pop(picked[0])
+                self._unwait(picked[1].spec.call_id)
+                decisions += self._dispatch(picked[1].spec, view, picked[1].reason, stim)
+        if self.router.steals:
+            decisions += self._steal(stim)
+        return decisions
+
+    def _steal(self, stim: str) -> list[Decision]:
+        decisions: list[Decision] = []
+        idle = [v for v in self.workers.values() if v.free() > 0 and len(self.queues[v.worker_id]) == 0]
+        for thief in sorted(idle, key=lambda v: v.order):
+            while thief.free() > 0:
+                best: tuple[float, WorkerView, str, Waiting] | None = None
+                for victim in self.workers.values():
+                    queue = self.queues[victim.worker_id]
+                    if victim is thief or len(queue) == 0:
+                        continue
+                    picked = queue.best(self.ordering.rank)
+                    if picked is None:
+                        continue
+                    # The head of the victim's queue waits for a slot there; moving it
+                    # costs recomputing its prefix here (its blocks stay with the victim).
+                    wait_s = len(queue) / victim.slots * self.mean_service_s
+                    gain = wait_s - self.cost.recompute_s(picked[1].spec.prompt_tokens)
+                    if gain > 0 and (best is None or gain > best[0]):
+                        best = (gain, victim, picked[0], picked[1])
+                if best is None:
+                    break
+                gain, victim, group, w = best
+                self.queues[victim.worker_id].pop(group)
+                self._unwait(w.spec.call_id)
+                recompute = self.cost.recompute_s(w.spec.prompt_tokens)
+                reason = (f"steal from {victim.worker_id}: wait {gain + recompute:.2f}s > "
+                          f"recompute {recompute:.2f}s")
+                decisions += self._dispatch(w.spec, thief, reason, stim)
+        return decisions
+
+    def _dispatch(self, spec: CallSpec, view: WorkerView, reason: str, stim: str) -> list[Decision]:
+        decisions: list[Decision] = []
+        view.running.add(spec.call_id)
+        self.running[spec.call_id] = (spec, view.worker_id)
+        flow = self.flows.get(spec.workflow_id)
+        if flow is not None:
+            if flow.retained_on is not None and flow.retained_on != view.worker_id \
+                    and flow.retained_on in self.workers:
+                decisions.append(Release(flow.retained_on, spec.workflow_id, stim))
+            flow.retained_on = None
+            flow.last_worker = view.worker_id
+        self.router.on_dispatch(spec, view.worker_id)
+        decisions.append(Dispatch(spec.call_id, spec.workflow_id, view.worker_id,
+                                  self.ordering.priority(spec), stim, reason))
+        return decisions
+
+    def _forget(self, workflow_id: str) -> None:
+        self.flows.pop(workflow_id, None)
+        self.ordering.forget(workflow_id)
+
+    def _tell(self, workflow_id: str, now: float, stim: str, event: str, detail: str,
+              decisions: list[Decision]) -> None:
+        flow = self.flows.get(workflow_id)
+        if flow is not None:
+            mine = tuple(d for d in decisions if d.workflow_id == workflow_id)
+            flow.story.append(StoryEntry(now, stim, event, detail, mine))

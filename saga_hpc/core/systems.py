@@ -1,0 +1,59 @@
+"""Named systems: bundles of one retention, one routing and one ordering policy.
+
+| system | retention | routing | ordering | models |
+| --- | --- | --- | --- | --- |
+| vllm | lru | affinity | fcfs | vLLM + prefix caching + session-affinity router (the paper's baseline) |
+| saga | aeg | affinity-steal | afs | SAGA |
+| sglang | lru | cache-aware | fcfs | SGLang with its cache-aware router |
+| continuum | ttl | affinity | fcfs | Continuum (TTL pinning on tool calls) |
+| autellix | lru | affinity | plas | Autellix (program-level least attained service) |
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from saga_hpc.core.cost import CostModel
+from saga_hpc.core.ordering import ORDERINGS
+from saga_hpc.core.retention import RETENTIONS
+from saga_hpc.core.routing import ROUTERS, CacheAware
+from saga_hpc.core.scheduler import Scheduler
+
+
+@dataclass(frozen=True)
+class SystemSpec:
+    name: str
+    retention: str
+    routing: str
+    ordering: str
+
+
+SYSTEMS: dict[str, SystemSpec] = {
+    s.name: s
+    for s in (
+        SystemSpec("vllm", "lru", "affinity", "fcfs"),
+        SystemSpec("saga", "aeg", "affinity-steal", "afs"),
+        SystemSpec("sglang", "lru", "cache-aware", "fcfs"),
+        SystemSpec("continuum", "ttl", "affinity", "fcfs"),
+        SystemSpec("autellix", "lru", "affinity", "plas"),
+    )
+}
+
+
+def make_scheduler(system: str | SystemSpec, *, cost: CostModel | None = None, block_tokens: int = 16,
+                   ttl_s: float = 10.0, **overrides: Any) -> Scheduler:
+    """A scheduler for a named system; `retention=`, `routing=`, `ordering=` override one policy."""
+    spec = SYSTEMS[system] if isinstance(system, str) else system
+    retention = overrides.pop("retention", spec.retention)
+    routing = overrides.pop("routing", spec.routing)
+    ordering = overrides.pop("ordering", spec.ordering)
+    if overrides:
+        raise TypeError(f"unknown scheduler options: {sorted(overrides)}")
+    for kind, name, table in (("retention", retention, RETENTIONS), ("routing", routing, ROUTERS),
+                              ("ordering", ordering, ORDERINGS)):
+        if name not in table:
+            raise ValueError(f"unknown {kind} policy {name!r}; choose one of {', '.join(sorted(table))}")
+    router = CacheAware(block_tokens) if routing == "cache-aware" else ROUTERS[routing]()
+    return Scheduler(spec.name, router, ORDERINGS[ordering](),
+                     RETENTIONS[retention](ttl_s=ttl_s, block_tokens=block_tokens), cost)
