@@ -66,7 +66,8 @@ class Scheduler:
         self.unrouted: list[Waiting] = []  # arrived while no worker was alive
         self.waiting_on: dict[str, tuple[str, str]] = {}  # call id -> (target worker, group)
         self.backlog: dict[str, int] = {}  # ordering group -> waiting calls, over all queues
-        self.running: dict[str, tuple[CallSpec, str]] = {}  # call id -> (spec, worker)
+        # call id -> (spec, worker, arrival seq): a re-queued call keeps its place in line
+        self.running: dict[str, tuple[CallSpec, str, int]] = {}
         self.flows: dict[str, _Flow] = {}
         self._hints: list[tuple[float, str, str]] = []  # (until, workflow, worker)
         self._away: list[tuple[float, str, float]] = []  # (abandon at, workflow, left_at)
@@ -93,10 +94,10 @@ class Scheduler:
             return []
         self.router.forget_worker(worker_id)
         self.stats.pop(worker_id, None)
-        orphans = [Waiting(self.running.pop(cid)[0], now, self._next_seq()) for cid in sorted(view.running)]
+        orphans = [Waiting(spec, now, seq) for spec, _, seq in (self.running.pop(cid) for cid in view.running)]
         queue = self.queues.pop(worker_id, GroupedQueue())
-        orphans += sorted(queue.items(), key=lambda w: w.seq)
-        for w in orphans:
+        orphans += list(queue.items())
+        for w in sorted(orphans, key=lambda w: w.seq):
             if w.spec.call_id in self.waiting_on:
                 self._unwait(w.spec.call_id)
             self._enqueue(w)
@@ -127,7 +128,7 @@ class Scheduler:
         entry = self.running.pop(outcome.call_id, None)
         if entry is None:
             return []
-        spec, worker_id = entry
+        spec, worker_id, _ = entry
         view = self.workers.get(worker_id)
         if view is not None:
             view.running.discard(outcome.call_id)
@@ -259,7 +260,7 @@ class Scheduler:
                     break
                 queue.pop(picked[0])
                 self._unwait(picked[1].spec.call_id)
-                decisions += self._dispatch(picked[1].spec, view, picked[1].reason, stim)
+                decisions += self._dispatch(picked[1], view, picked[1].reason, stim)
         if self.router.steals:
             decisions += self._steal(stim)
         return decisions
@@ -291,13 +292,14 @@ class Scheduler:
                 recompute = self.cost.recompute_s(w.spec.prompt_tokens)
                 reason = (f"steal from {victim.worker_id}: wait {gain + recompute:.2f}s > "
                           f"recompute {recompute:.2f}s")
-                decisions += self._dispatch(w.spec, thief, reason, stim)
+                decisions += self._dispatch(w, thief, reason, stim)
         return decisions
 
-    def _dispatch(self, spec: CallSpec, view: WorkerView, reason: str, stim: str) -> list[Decision]:
+    def _dispatch(self, w: Waiting, view: WorkerView, reason: str, stim: str) -> list[Decision]:
         decisions: list[Decision] = []
+        spec = w.spec
         view.running.add(spec.call_id)
-        self.running[spec.call_id] = (spec, view.worker_id)
+        self.running[spec.call_id] = (spec, view.worker_id, w.seq)
         flow = self.flows.get(spec.workflow_id)
         if flow is not None:
             if flow.retained_on is not None and flow.retained_on != view.worker_id \
