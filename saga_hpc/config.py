@@ -21,7 +21,11 @@ def default_db_url() -> str:
 
 
 def add_db_argument(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--db", metavar="URL", help="database URL (default $SAGA_DB or sqlite:///$SAGA_HOME/saga.db)")
+    parser.add_argument(
+        "--db",
+        metavar="URL",
+        help="database URL (default $SAGA_DB or sqlite:///$SAGA_HOME/saga.db)",
+    )
 
 
 def db_url(args: argparse.Namespace) -> str:

@@ -30,7 +30,9 @@ def under_mpi_launcher() -> bool:
 def mpirun_command(n_ranks: int, argv: Sequence[str]) -> list[str]:
     mpirun = shutil.which("mpirun")
     if mpirun is None:
-        raise UsageError("mpirun not found: install Open MPI (scripts/setup.sh does) or launch with srun")
+        raise UsageError(
+            "mpirun not found: install Open MPI (scripts/setup.sh does) or launch with srun"
+        )
     cmd = [mpirun, "-n", str(n_ranks), "--oversubscribe", "--bind-to", "none"]
     if os.geteuid() == 0:
         cmd.append("--allow-run-as-root")
@@ -48,8 +50,10 @@ def exec_under_mpirun(n_ranks: int, argv: Sequence[str]) -> None:
 
 def how_to_launch(example_args: str) -> str:
     return (
-        "saga-hpc serve runs as rank 0 (head) + ranks 1..N-1 (workers) of an MPI job: launch it with "
-        f"`mpirun -n 3 saga-hpc serve {example_args}` or `srun --mpi=pmix -n 3 saga-hpc serve ...`, "
+        "saga-hpc serve runs as rank 0 (head) + ranks 1..N-1 (workers) of an MPI job: "
+        "launch it with "
+        f"`mpirun -n 3 saga-hpc serve {example_args}` or "
+        "`srun --mpi=pmix -n 3 saga-hpc serve ...`, "
         "or add `--workers 2` to start mpirun locally"
     )
 

@@ -30,9 +30,15 @@ def upgrade() -> None:
     )
     op.create_table(
         "associations",
-        sa.Column("user", sa.String(64), sa.ForeignKey("users.name", ondelete="CASCADE"), primary_key=True),
-        sa.Column("account", sa.String(64), sa.ForeignKey("accounts.name", ondelete="CASCADE"),
-                  primary_key=True),
+        sa.Column(
+            "user", sa.String(64), sa.ForeignKey("users.name", ondelete="CASCADE"), primary_key=True
+        ),
+        sa.Column(
+            "account",
+            sa.String(64),
+            sa.ForeignKey("accounts.name", ondelete="CASCADE"),
+            primary_key=True,
+        ),
         sa.Column("fairshare", sa.Integer, nullable=False),
     )
     op.create_table(
@@ -90,7 +96,9 @@ def upgrade() -> None:
     op.create_table(
         "usage_ledger",
         sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
-        sa.Column("call_id", sa.String(64), sa.ForeignKey("calls.call_id"), nullable=False, unique=True),
+        sa.Column(
+            "call_id", sa.String(64), sa.ForeignKey("calls.call_id"), nullable=False, unique=True
+        ),
         sa.Column("workflow_id", sa.String(128), nullable=False),
         sa.Column("account", sa.String(64), nullable=False),
         sa.Column("user", sa.String(64), nullable=False),
@@ -104,6 +112,14 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    for table in ("usage_ledger", "tool_edges", "calls", "workflows", "api_keys", "associations",
-                  "users", "accounts"):
+    for table in (
+        "usage_ledger",
+        "tool_edges",
+        "calls",
+        "workflows",
+        "api_keys",
+        "associations",
+        "users",
+        "accounts",
+    ):
         op.drop_table(table)

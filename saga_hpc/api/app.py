@@ -39,10 +39,15 @@ class ApiSettings:
     auth_cache_s: float = 10.0
 
 
-def create_app(head: HeadService, prompts: PromptBuilder, store: Store, settings: ApiSettings) -> FastAPI:
-    app = FastAPI(title="saga-hpc", version=__version__,
-                  description="OpenAI-compatible API of a saga-hpc head. Send your workflow id in "
-                  "`X-Saga-Workflow` and the next tool in `X-Saga-Next-Tool`.")
+def create_app(
+    head: HeadService, prompts: PromptBuilder, store: Store, settings: ApiSettings
+) -> FastAPI:
+    app = FastAPI(
+        title="saga-hpc",
+        version=__version__,
+        description="OpenAI-compatible API of a saga-hpc head. Send your workflow id in "
+        "`X-Saga-Workflow` and the next tool in `X-Saga-Next-Tool`.",
+    )
     app.add_exception_handler(ApiError, on_api_error)
     app.add_exception_handler(RequestValidationError, on_validation_error)
     app.add_exception_handler(StarletteHTTPException, on_http_error)
@@ -53,23 +58,43 @@ def create_app(head: HeadService, prompts: PromptBuilder, store: Store, settings
     @app.middleware("http")
     async def limit_size(request: Request, call_next: Any) -> Response:
         if sum(len(k) + len(v) for k, v in request.headers.raw) > MAX_HEADER_BYTES:
-            body = {"error": {"message": f"request headers larger than {MAX_HEADER_BYTES} bytes",
-                              "type": "invalid_request_error", "param": None, "code": None}}
+            body = {
+                "error": {
+                    "message": f"request headers larger than {MAX_HEADER_BYTES} bytes",
+                    "type": "invalid_request_error",
+                    "param": None,
+                    "code": None,
+                }
+            }
             return JSONResponse(body, status_code=431)
         length = request.headers.get("content-length")
         if length is not None and (not length.isdigit() or int(length) > MAX_BODY_BYTES):
-            body = {"error": {"message": f"request body larger than {MAX_BODY_BYTES} bytes",
-                              "type": "invalid_request_error", "param": None, "code": None}}
+            body = {
+                "error": {
+                    "message": f"request body larger than {MAX_BODY_BYTES} bytes",
+                    "type": "invalid_request_error",
+                    "param": None,
+                    "code": None,
+                }
+            }
             return JSONResponse(body, status_code=413)
         response: Response = await call_next(request)
         return response
 
-    async def start_call(request: Request, authorization: str | None, kind: str,
-                         body: ChatCompletionRequest | CompletionRequest) -> Response:
+    async def start_call(
+        request: Request,
+        authorization: str | None,
+        kind: str,
+        body: ChatCompletionRequest | CompletionRequest,
+    ) -> Response:
         principal = await auth.principal(authorization)
         if body.model != served:
-            raise ApiError(404, f"model '{body.model}' does not exist; this service serves '{served}'",
-                           param="model", code="model_not_found")
+            raise ApiError(
+                404,
+                f"model '{body.model}' does not exist; this service serves '{served}'",
+                param="model",
+                code="model_not_found",
+            )
         wf = read_fields({k.lower(): v for k, v in request.headers.items()}, body.metadata)
         try:
             if isinstance(body, ChatCompletionRequest):
@@ -80,16 +105,29 @@ def create_app(head: HeadService, prompts: PromptBuilder, store: Store, settings
             else:
                 ids = list(body.prompt)
             prompts.check_ids(ids)
-            max_tokens = prompts.output_budget(len(ids), body.output_limit(), settings.default_max_tokens)
+            max_tokens = prompts.output_budget(
+                len(ids), body.output_limit(), settings.default_max_tokens
+            )
         except PromptError as exc:
             raise ApiError(400, str(exc), param="messages" if kind == "chat" else "prompt") from exc
         if not head.registry.alive():
-            raise ApiError(503, "no inference worker is alive; retry shortly", code="retryable",
-                           headers={"Retry-After": "5"})
+            raise ApiError(
+                503,
+                "no inference worker is alive; retry shortly",
+                code="retryable",
+                headers={"Retry-After": "5"},
+            )
         req = CallRequest(
-            kind=kind, model=served, prompt_ids=ids, max_tokens=max_tokens,
-            temperature=body.temperature, top_p=body.top_p, seed=body.seed, stop=body.stops(),
-            ignore_eos=body.ignore_eos, stream=body.stream,
+            kind=kind,
+            model=served,
+            prompt_ids=ids,
+            max_tokens=max_tokens,
+            temperature=body.temperature,
+            top_p=body.top_p,
+            seed=body.seed,
+            stop=body.stops(),
+            ignore_eos=body.ignore_eos,
+            stream=body.stream,
             include_usage=bool(body.stream_options and body.stream_options.include_usage),
         )
         hashes = prefix_hashes(ids, settings.block_size, cache_salt(principal.account))
@@ -113,27 +151,44 @@ def create_app(head: HeadService, prompts: PromptBuilder, store: Store, settings
         return saga_headers(ctx) | ({"X-Saga-Worker": ctx.worker_id} if ctx.worker_id else {})
 
     @app.post("/v1/chat/completions")
-    async def chat_completions(body: ChatCompletionRequest, request: Request,
-                               authorization: str | None = Header(default=None)) -> Response:
+    async def chat_completions(
+        body: ChatCompletionRequest,
+        request: Request,
+        authorization: str | None = Header(default=None),
+    ) -> Response:
         return await start_call(request, authorization, "chat", body)
 
     @app.post("/v1/completions")
-    async def completions(body: CompletionRequest, request: Request,
-                          authorization: str | None = Header(default=None)) -> Response:
+    async def completions(
+        body: CompletionRequest, request: Request, authorization: str | None = Header(default=None)
+    ) -> Response:
         return await start_call(request, authorization, "text", body)
 
     @app.get("/v1/models")
     async def models(authorization: str | None = Header(default=None)) -> dict[str, Any]:
         await auth.principal(authorization)
-        return {"object": "list", "data": [
-            {"id": served, "object": "model", "created": 0, "owned_by": "saga-hpc",
-             "max_model_len": prompts.max_model_len}]}
+        return {
+            "object": "list",
+            "data": [
+                {
+                    "id": served,
+                    "object": "model",
+                    "created": 0,
+                    "owned_by": "saga-hpc",
+                    "max_model_len": prompts.max_model_len,
+                }
+            ],
+        }
 
     @app.get("/health")
     async def health() -> JSONResponse:
         alive = len(head.registry.alive())
-        body = {"status": "ok" if alive else "no workers", "workers_alive": alive,
-                "queued": head.scheduler.queue_length(), "in_flight": len(head.calls)}
+        body = {
+            "status": "ok" if alive else "no workers",
+            "workers_alive": alive,
+            "queued": head.scheduler.queue_length(),
+            "in_flight": len(head.calls),
+        }
         return JSONResponse(body, status_code=200 if alive else 503)
 
     @app.get("/metrics")

@@ -60,12 +60,16 @@ def _bearer(authorization: str | None) -> str:
     if not authorization:
         raise ApiError(
             401,
-            "missing API key: send 'Authorization: Bearer <key>' (get one with `saga-hpc keys create`)",
+            "missing API key: send 'Authorization: Bearer <key>' "
+            "(get one with `saga-hpc keys create`)",
             headers={"WWW-Authenticate": "Bearer"},
         )
     scheme, _, secret = authorization.partition(" ")
     secret = secret.strip()
     if scheme.lower() != "bearer" or not secret or len(secret) > _MAX_KEY_CHARS:
-        raise ApiError(401, "malformed Authorization header: expected 'Bearer <key>'",
-                       headers={"WWW-Authenticate": "Bearer"})
+        raise ApiError(
+            401,
+            "malformed Authorization header: expected 'Bearer <key>'",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
     return secret

@@ -82,8 +82,12 @@ def new_context(
 
 def _failure(msg: Failed) -> ApiError:
     if msg.retryable:
-        return ApiError(503, f"call failed, retry it: {msg.message}", code="retryable",
-                        headers={"Retry-After": "1"})
+        return ApiError(
+            503,
+            f"call failed, retry it: {msg.message}",
+            code="retryable",
+            headers={"Retry-After": "1"},
+        )
     return ApiError(502, f"call failed: {msg.message}")
 
 
@@ -141,7 +145,12 @@ class CallRun:
             }
             obj = "chat.completion"
         else:
-            choice = {"index": 0, "text": done.text, "finish_reason": done.finish_reason, "logprobs": None}
+            choice = {
+                "index": 0,
+                "text": done.text,
+                "finish_reason": done.finish_reason,
+                "logprobs": None,
+            }
             obj = "text_completion"
         return {
             "id": self.ctx.call_id,
@@ -184,22 +193,39 @@ class CallRun:
     def _delta(self, text: str) -> dict[str, Any]:
         return {"content": text} if self.req.kind == "chat" else {"text": text}
 
-    def _chunk(self, delta: dict[str, Any], reason: str | None = None, *,
-               done: Done | None = None) -> dict[str, Any]:
+    def _chunk(
+        self, delta: dict[str, Any], reason: str | None = None, *, done: Done | None = None
+    ) -> dict[str, Any]:
         finish = done.finish_reason if done is not None else reason
         if self.req.kind == "chat":
-            choice: dict[str, Any] = {"index": 0, "delta": delta, "finish_reason": finish, "logprobs": None}
+            choice: dict[str, Any] = {
+                "index": 0,
+                "delta": delta,
+                "finish_reason": finish,
+                "logprobs": None,
+            }
             obj = "chat.completion.chunk"
         else:
             choice = {"index": 0, "text": delta["text"], "finish_reason": finish, "logprobs": None}
             obj = "text_completion"
-        return {"id": self.ctx.call_id, "object": obj, "created": self.created,
-                "model": self.req.model, "choices": [choice]}
+        return {
+            "id": self.ctx.call_id,
+            "object": obj,
+            "created": self.created,
+            "model": self.req.model,
+            "choices": [choice],
+        }
 
     def _usage_chunk(self, done: Done) -> dict[str, Any]:
         obj = "chat.completion.chunk" if self.req.kind == "chat" else "text_completion"
-        return {"id": self.ctx.call_id, "object": obj, "created": self.created,
-                "model": self.req.model, "choices": [], "usage": _usage(done)}
+        return {
+            "id": self.ctx.call_id,
+            "object": obj,
+            "created": self.created,
+            "model": self.req.model,
+            "choices": [],
+            "usage": _usage(done),
+        }
 
     @staticmethod
     def _sse(obj: dict[str, Any]) -> str:

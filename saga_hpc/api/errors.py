@@ -28,7 +28,12 @@ _TYPES = {
 
 class ApiError(Exception):
     def __init__(
-        self, status: int, message: str, *, param: str | None = None, code: str | None = None,
+        self,
+        status: int,
+        message: str,
+        *,
+        param: str | None = None,
+        code: str | None = None,
         headers: dict[str, str] | None = None,
     ) -> None:
         super().__init__(message)
@@ -39,7 +44,9 @@ class ApiError(Exception):
         self.headers = headers
 
 
-def error_body(status: int, message: str, param: str | None = None, code: str | None = None) -> dict[str, Any]:
+def error_body(
+    status: int, message: str, param: str | None = None, code: str | None = None
+) -> dict[str, Any]:
     kind = _TYPES.get(status, "server_error" if status >= 500 else "invalid_request_error")
     return {"error": {"message": message, "type": kind, "param": param, "code": code}}
 
@@ -63,10 +70,12 @@ async def on_validation_error(_: Request, exc: Exception) -> JSONResponse:
     """FastAPI answers 422 with a list; OpenAI clients expect 400 with one message."""
     assert isinstance(exc, RequestValidationError)
     errors = exc.errors()
-    first = errors[0] if errors else {"loc": (), "msg": "invalid request"}
+    first: dict[str, Any] = dict(errors[0]) if errors else {"loc": (), "msg": "invalid request"}
     param = _field(tuple(first.get("loc", ())))
     if first.get("type") == "json_invalid":
-        message = f"request body is not valid JSON: {first.get('ctx', {}).get('error', first['msg'])}"
+        message = (
+            f"request body is not valid JSON: {first.get('ctx', {}).get('error', first['msg'])}"
+        )
     else:
         message = f"{param}: {first['msg']}" if param else str(first["msg"])
     if len(errors) > 1:
@@ -76,4 +85,5 @@ async def on_validation_error(_: Request, exc: Exception) -> JSONResponse:
 
 async def on_http_error(_: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
-    return error_response(ApiError(exc.status_code, str(exc.detail), headers=exc.headers))
+    headers = dict(exc.headers) if exc.headers else None
+    return error_response(ApiError(exc.status_code, str(exc.detail), headers=headers))

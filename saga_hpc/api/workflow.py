@@ -38,16 +38,27 @@ def read_fields(headers: dict[str, str], metadata: dict[str, str] | None) -> Wor
     end = (headers.get("x-saga-workflow-end") or meta.get("workflow_done") or "").strip().lower()
     task_class = meta.get("task_class") or headers.get("x-saga-task-class") or "default"
     if wf is not None and not _ID.match(wf):
-        raise ApiError(400, "workflow id must be 1-128 characters of letters, digits and ._:@/-",
-                       param="metadata.workflow_id")
+        raise ApiError(
+            400,
+            "workflow id must be 1-128 characters of letters, digits and ._:@/-",
+            param="metadata.workflow_id",
+        )
     if tool is not None and not _TOOL.match(tool):
-        raise ApiError(400, "next tool must be 1-64 characters of letters, digits and ._:/-",
-                       param="metadata.next_tool")
+        raise ApiError(
+            400,
+            "next tool must be 1-64 characters of letters, digits and ._:/-",
+            param="metadata.next_tool",
+        )
     if end not in _TRUE | _FALSE:
-        raise ApiError(400, "workflow end flag must be true or false", param="metadata.workflow_done")
+        raise ApiError(
+            400, "workflow end flag must be true or false", param="metadata.workflow_done"
+        )
     if not _TOOL.match(task_class):
-        raise ApiError(400, "task class must be 1-64 characters of letters, digits and ._:/-",
-                       param="metadata.task_class")
+        raise ApiError(
+            400,
+            "task class must be 1-64 characters of letters, digits and ._:/-",
+            param="metadata.task_class",
+        )
     return WorkflowFields(wf, tool, end in _TRUE, task_class)
 
 
@@ -76,4 +87,6 @@ class WorkflowGate:
         if owner != principal.account:
             # Same answer whether the id exists or not would leak less, but the
             # client must learn to pick another id; say only that it is taken.
-            raise ApiError(403, f"workflow '{workflow_id}' belongs to another account", param="workflow_id")
+            raise ApiError(
+                403, f"workflow '{workflow_id}' belongs to another account", param="workflow_id"
+            )

@@ -25,7 +25,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     add_user.add_argument("--account", required=True)
     add_user.add_argument("--fairshare", type=int, default=1)
     add_user.set_defaults(func=_add_user)
-    rm_user = verbs.add_parser("remove-user", help="take an account away from a user (their keys get 403)")
+    rm_user = verbs.add_parser(
+        "remove-user", help="take an account away from a user (their keys get 403)"
+    )
     rm_user.add_argument("user")
     rm_user.add_argument("--account", required=True)
     rm_user.set_defaults(func=_remove_user)
@@ -54,7 +56,9 @@ def _add_user(args: argparse.Namespace) -> int:
         try:
             store.ensure_association(args.user, args.account, fairshare=args.fairshare)
         except NotFound as exc:
-            raise UsageError(f"{exc} (create it with `saga-hpc accounts add {args.account}`)") from exc
+            raise UsageError(
+                f"{exc} (create it with `saga-hpc accounts add {args.account}`)"
+            ) from exc
     finally:
         store.close()
     print(f"{args.user} may use account {args.account}")
@@ -84,6 +88,8 @@ def _list(args: argparse.Namespace) -> int:
         users.setdefault(account, []).append(user)
     print(f"{'ACCOUNT':16s} {'PARENT':12s} {'FAIRSHARE':>9s} {'SHARE':>7s} USERS")
     for name, parent, fairshare in accounts:
-        print(f"{name:16s} {parent or '-':12s} {fairshare:9d} {shares.get(name, 0):7.3f} "
-              f"{','.join(users.get(name, [])) or '-'}")
+        print(
+            f"{name:16s} {parent or '-':12s} {fairshare:9d} {shares.get(name, 0):7.3f} "
+            f"{','.join(users.get(name, [])) or '-'}"
+        )
     return 0

@@ -25,17 +25,41 @@ from saga_hpc.errors import UsageError
 
 ACCOUNTS = (("physics", "alice"), ("biology", "bob"))
 TOOLS = ("bash", "edit", "pytest", "grep")
-_WORDS = "def class return import self agent tool call file test patch diff git error pass fail run".split()
+_WORDS = [
+    "def",
+    "class",
+    "return",
+    "import",
+    "self",
+    "agent",
+    "tool",
+    "call",
+    "file",
+    "test",
+    "patch",
+    "diff",
+    "git",
+    "error",
+    "pass",
+    "fail",
+    "run",
+]
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    p = sub.add_parser("demo", help="run the embedded default end to end and print a per-account report",
-                       description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = sub.add_parser(
+        "demo",
+        help="run the embedded default end to end and print a per-account report",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("--workflows", type=int, default=8, help="agent tasks in all (default 8)")
     p.add_argument("--turns", type=int, default=4, help="mean LLM calls per task (default 4)")
     p.add_argument("--workers", type=int, default=2, help="vLLM-CPU workers (default 2)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--home", type=Path, help="where the model, database and logs go (default $SAGA_HOME)")
+    p.add_argument(
+        "--home", type=Path, help="where the model, database and logs go (default $SAGA_HOME)"
+    )
     p.add_argument("--json", type=Path, help="also write the report as JSON here")
     p.set_defaults(func=_demo)
 
@@ -49,17 +73,27 @@ def make_tasks(n: int, mean_turns: int, seed: int) -> list[AgentTask]:
     def words(k: int) -> str:
         return " ".join(rng.choice(_WORDS) for _ in range(k))
 
-    systems = {acct: f"You are the {acct} group's coding agent. " + words(300) for acct, _ in ACCOUNTS}
+    systems = {
+        acct: f"You are the {acct} group's coding agent. " + words(300) for acct, _ in ACCOUNTS
+    }
     tasks = []
     for i in range(n):
         acct = ACCOUNTS[i % len(ACCOUNTS)][0]
         n_turns = max(2, mean_turns + rng.randint(-1, 1))
         turns = tuple(
-            Turn(max_tokens=rng.randint(16, 48), tool=rng.choice(TOOLS) if t < n_turns - 1 else None,
-                 tool_seconds=round(rng.uniform(0.2, 1.5), 2), tool_output=words(rng.randint(60, 200)))
+            Turn(
+                max_tokens=rng.randint(16, 48),
+                tool=rng.choice(TOOLS) if t < n_turns - 1 else None,
+                tool_seconds=round(rng.uniform(0.2, 1.5), 2),
+                tool_output=words(rng.randint(60, 200)),
+            )
             for t in range(n_turns)
         )
-        tasks.append(AgentTask(f"demo-{seed}-{i}", acct, systems[acct], "Fix the failing test: " + words(40), turns))
+        tasks.append(
+            AgentTask(
+                f"demo-{seed}-{i}", acct, systems[acct], "Fix the failing test: " + words(40), turns
+            )
+        )
     return tasks
 
 
@@ -89,11 +123,16 @@ def _demo(args: argparse.Namespace) -> int:
     server = _start_server(model, db, run_dir, args.workers)
     try:
         endpoint = _wait_endpoint(server, run_dir / "endpoint.json", run_dir / "serve.log")
-        _step(f"service up at {endpoint['url']} with {endpoint['workers']} workers "
-              f"({time.monotonic() - t_start:.0f} s so far)")
+        _step(
+            f"service up at {endpoint['url']} with {endpoint['workers']} workers "
+            f"({time.monotonic() - t_start:.0f} s so far)"
+        )
         tasks = make_tasks(args.workflows, args.turns, args.seed)
         total_calls = sum(len(t.turns) for t in tasks)
-        _step(f"replaying {len(tasks)} agent tasks ({total_calls} LLM calls) from {len(ACCOUNTS)} accounts")
+        _step(
+            f"replaying {len(tasks)} agent tasks ({total_calls} LLM calls) "
+            f"from {len(ACCOUNTS)} accounts"
+        )
         results = asyncio.run(_replay(str(endpoint["url"]), keys, tasks, total_calls))
     finally:
         leftover = _stop_server(server)
@@ -138,23 +177,43 @@ def _provision(db: str) -> dict[str, str]:
 
 
 def _start_server(model: Path, db: str, run_dir: Path, workers: int) -> subprocess.Popen[bytes]:
-    cmd = [sys.executable, "-m", "saga_hpc.cli.main", "serve", "--model", str(model), "--db", db,
-           "--port", "0", "--workers", str(workers), "--endpoint-file", str(run_dir / "endpoint.json")]
+    cmd = [
+        sys.executable,
+        "-m",
+        "saga_hpc.cli.main",
+        "serve",
+        "--model",
+        str(model),
+        "--db",
+        db,
+        "--port",
+        "0",
+        "--workers",
+        str(workers),
+        "--endpoint-file",
+        str(run_dir / "endpoint.json"),
+    ]
     _step(f"starting head + {workers} vLLM-CPU workers (engine start takes ~20-40 s)")
     log = open(run_dir / "serve.log", "wb")  # noqa: SIM115 - the child owns it
     # Own session: stopping the demo stops mpirun, every rank and vLLM's engine processes.
     return subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
 
 
-def _wait_endpoint(server: subprocess.Popen[bytes], path: Path, log: Path, timeout_s: float = 600) -> dict[str, object]:
+def _wait_endpoint(
+    server: subprocess.Popen[bytes], path: Path, log: Path, timeout_s: float = 600
+) -> dict[str, object]:
     deadline = time.monotonic() + timeout_s
     last_note = 0.0
     while not path.is_file():
         if server.poll() is not None:
             tail = log.read_text(errors="replace").splitlines()[-15:]
-            raise SystemExit("saga-hpc: error: the service exited during start:\n  " + "\n  ".join(tail))
+            raise SystemExit(
+                "saga-hpc: error: the service exited during start:\n  " + "\n  ".join(tail)
+            )
         if time.monotonic() > deadline:
-            raise SystemExit(f"saga-hpc: error: service not ready after {timeout_s:.0f} s; see {log}")
+            raise SystemExit(
+                f"saga-hpc: error: service not ready after {timeout_s:.0f} s; see {log}"
+            )
         if time.monotonic() - last_note > 10:
             last_note = time.monotonic()
             _step("waiting for workers to register...")
@@ -196,18 +255,26 @@ def _group_members(pgid: int) -> list[int]:
     return members
 
 
-async def _replay(url: str, keys: dict[str, str], tasks: list[AgentTask], total: int) -> list[TaskResult]:
+async def _replay(
+    url: str, keys: dict[str, str], tasks: list[AgentTask], total: int
+) -> list[TaskResult]:
     from openai import AsyncOpenAI
 
-    clients = {acct: AsyncOpenAI(base_url=url, api_key=key, max_retries=2, timeout=300) for acct, key in keys.items()}
+    clients = {
+        acct: AsyncOpenAI(base_url=url, api_key=key, max_retries=2, timeout=300)
+        for acct, key in keys.items()
+    }
     done = 0
 
     def progress(c: CallResult) -> None:
         nonlocal done
         done += 1
-        print(f"  [{done:3d}/{total}] {c.account:8s} {c.workflow_id} call {c.turn}/{c.turns}: "
-              f"{c.prompt_tokens:5d} prompt ({c.cached_tokens:5d} cached) {c.output_tokens:3d} out "
-              f"{c.seconds:5.2f} s on {c.worker}", flush=True)
+        print(
+            f"  [{done:3d}/{total}] {c.account:8s} {c.workflow_id} call {c.turn}/{c.turns}: "
+            f"{c.prompt_tokens:5d} prompt ({c.cached_tokens:5d} cached) {c.output_tokens:3d} out "
+            f"{c.seconds:5.2f} s on {c.worker}",
+            flush=True,
+        )
 
     async def one(task: AgentTask) -> TaskResult:
         try:
@@ -235,8 +302,16 @@ def _report(db: str, results: list[TaskResult]) -> list[dict[str, object]]:
 
 
 def _print_report(rows: list[dict[str, object]]) -> None:
-    cols = ("account", "tasks", "calls", "prompt_tokens", "cached_tokens", "output_tokens",
-            "tct_median_s", "tct_p99_s")
+    cols = (
+        "account",
+        "tasks",
+        "calls",
+        "prompt_tokens",
+        "cached_tokens",
+        "output_tokens",
+        "tct_median_s",
+        "tct_p99_s",
+    )
     heads = ("Account", "Tasks", "Calls", "Prompt", "Cached", "Output", "TCT med s", "TCT p99 s")
     print("\nPer-account usage (from the ledger)")
     print("  ".join(f"{h:>10s}" for h in heads))

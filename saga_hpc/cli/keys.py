@@ -16,7 +16,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     create = verbs.add_parser("create", help="issue a key for a user's account (shown once)")
     create.add_argument("--user", required=True)
     create.add_argument("--account", required=True)
-    create.add_argument("--ttl-days", type=float, help="expire after this many days (default never)")
+    create.add_argument(
+        "--ttl-days", type=float, help="expire after this many days (default never)"
+    )
     create.add_argument("--note", help="free text shown by `keys list`")
     create.set_defaults(func=_create)
     lst = verbs.add_parser("list", help="list keys (never their secrets)")
@@ -33,8 +35,10 @@ def check_association(store: object, user: str, account: str) -> None:
     """The one place that decides whether a user may get a key for an account.
     The store mirrors Slurm's associations (`saga-hpc accounts sync`)."""
     if not store.has_association(user, account):  # type: ignore[attr-defined]
-        raise UsageError(f"user '{user}' has no association with account '{account}' "
-                         f"(add it in Slurm and run `saga-hpc accounts sync`, or `saga-hpc accounts add-user`)")
+        raise UsageError(
+            f"user '{user}' has no association with account '{account}' "
+            f"(add it in Slurm and run `saga-hpc accounts sync`, or `saga-hpc accounts add-user`)"
+        )
 
 
 def _create(args: argparse.Namespace) -> int:
@@ -44,7 +48,9 @@ def _create(args: argparse.Namespace) -> int:
     try:
         check_association(store, args.user, args.account)
         try:
-            key_id, secret = store.create_api_key(args.user, args.account, ttl_days=args.ttl_days, note=args.note)
+            key_id, secret = store.create_api_key(
+                args.user, args.account, ttl_days=args.ttl_days, note=args.note
+            )
         except (Forbidden, NotFound) as exc:
             raise UsageError(str(exc)) from exc
     finally:
@@ -63,9 +69,17 @@ def _list(args: argparse.Namespace) -> int:
     print(f"{'KEY':14s} {'USER':12s} {'ACCOUNT':12s} {'CREATED':19s} {'STATE':8s} NOTE")
     now = time.time()
     for k in keys:
-        state = "revoked" if k.revoked_at else "expired" if k.expires_at and k.expires_at < now else "active"
+        state = (
+            "revoked"
+            if k.revoked_at
+            else "expired"
+            if k.expires_at and k.expires_at < now
+            else "active"
+        )
         created = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(k.created_at))
-        print(f"{k.key_id:14s} {k.user:12s} {k.account:12s} {created:19s} {state:8s} {k.note or ''}")
+        print(
+            f"{k.key_id:14s} {k.user:12s} {k.account:12s} {created:19s} {state:8s} {k.note or ''}"
+        )
     return 0
 
 

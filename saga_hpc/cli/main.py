@@ -8,15 +8,16 @@ import pkgutil
 import sys
 from collections.abc import Sequence
 
-from saga_hpc.errors import UsageError
-
 import saga_hpc.cli
+from saga_hpc.errors import UsageError
 
 
 def command_modules() -> list[str]:
     """Every module of `saga_hpc.cli` but this one is a verb: it defines
     `register(subparsers) -> None` and sets `func(args) -> int` on its parser."""
-    names = (m.name for m in pkgutil.iter_modules(saga_hpc.cli.__path__) if not m.name.startswith("_"))
+    names = (
+        m.name for m in pkgutil.iter_modules(saga_hpc.cli.__path__) if not m.name.startswith("_")
+    )
     return [f"saga_hpc.cli.{n}" for n in sorted(names) if n != "main"]
 
 

@@ -16,21 +16,45 @@ from saga_hpc.errors import UsageError
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    p = sub.add_parser("serve", help="run the service (head + workers) under MPI",
-                       description=launch.__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--model", required=True, help="local model directory (e.g. from `saga-hpc model tiny`)")
+    p = sub.add_parser(
+        "serve",
+        help="run the service (head + workers) under MPI",
+        description=launch.__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument(
+        "--model", required=True, help="local model directory (e.g. from `saga-hpc model tiny`)"
+    )
     p.add_argument("--served-name", default="tiny", help="model name clients send (default tiny)")
     p.add_argument("--host", default="127.0.0.1", help="HTTP bind address (default 127.0.0.1)")
-    p.add_argument("--port", type=int, default=8000, help="HTTP port, 0 = any free port (default 8000)")
+    p.add_argument(
+        "--port", type=int, default=8000, help="HTTP port, 0 = any free port (default 8000)"
+    )
     p.add_argument("--endpoint-file", help="write the endpoint JSON here once the workers are up")
-    p.add_argument("--workers", type=int, help="without an MPI launcher: start mpirun with this many workers")
-    p.add_argument("--system", default="saga", help="scheduling system: saga, vllm, sglang, continuum, autellix")
-    p.add_argument("--kv-cache-mb", type=float, default=64.0,
-                   help="KV cache per worker in MB (CPU build; 0 = size from memory utilisation)")
+    p.add_argument(
+        "--workers", type=int, help="without an MPI launcher: start mpirun with this many workers"
+    )
+    p.add_argument(
+        "--system",
+        default="saga",
+        help="scheduling system: saga, vllm, sglang, continuum, autellix",
+    )
+    p.add_argument(
+        "--kv-cache-mb",
+        type=float,
+        default=64.0,
+        help="KV cache per worker in MB (CPU build; 0 = size from memory utilisation)",
+    )
     p.add_argument("--max-model-len", type=int, default=4096, help="context length (default 4096)")
-    p.add_argument("--max-num-seqs", type=int, default=16, help="concurrent calls per worker (default 16)")
-    p.add_argument("--ready-timeout", type=float, default=600.0,
-                   help="seconds to wait for all workers to register (default 600)")
+    p.add_argument(
+        "--max-num-seqs", type=int, default=16, help="concurrent calls per worker (default 16)"
+    )
+    p.add_argument(
+        "--ready-timeout",
+        type=float,
+        default=600.0,
+        help="seconds to wait for all workers to register (default 600)",
+    )
     p.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     add_db_argument(p)
     p.set_defaults(func=_serve)
@@ -38,7 +62,10 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 def _check(args: argparse.Namespace) -> None:
     if not Path(args.model, "config.json").is_file():
-        raise UsageError(f"--model {args.model}: no config.json there (generate one: saga-hpc model tiny --out DIR)")
+        raise UsageError(
+            f"--model {args.model}: no config.json there "
+            "(generate one: saga-hpc model tiny --out DIR)"
+        )
     if not 0 <= args.port <= 65535:
         raise UsageError(f"--port {args.port} is not a TCP port")
     if args.workers is not None and not 1 <= args.workers <= 256:
@@ -57,13 +84,18 @@ def _serve(args: argparse.Namespace) -> int:
         if args.workers is None:
             raise UsageError(launch.how_to_launch(f"--model {args.model}"))
         launch.exec_under_mpirun(args.workers + 1, sys.argv[1:])
-    logging.basicConfig(level=args.log_level, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    logging.basicConfig(
+        level=args.log_level, format="%(asctime)s %(name)s %(levelname)s %(message)s"
+    )
     rank, size, comm = launch.world()
     if size < 2:
-        raise UsageError("this MPI job has 1 rank: the head needs at least one worker rank (-n 2 or more)")
+        raise UsageError(
+            "this MPI job has 1 rank: the head needs at least one worker rank (-n 2 or more)"
+        )
     if args.workers is not None and args.workers != size - 1:
-        logging.getLogger("saga_hpc").warning("--workers %d ignored: the MPI job has %d worker ranks",
-                                              args.workers, size - 1)
+        logging.getLogger("saga_hpc").warning(
+            "--workers %d ignored: the MPI job has %d worker ranks", args.workers, size - 1
+        )
     hosts: list[str] = comm.allgather(socket.gethostname())  # type: ignore[attr-defined]
     if rank == 0:
         return _head(args, comm, size, single_host=len(set(hosts)) == 1)
@@ -74,9 +106,16 @@ def _head(args: argparse.Namespace, comm: object, size: int, single_host: bool) 
     from saga_hpc.head.server import HeadRuntime, ServeOptions
 
     opts = ServeOptions(
-        model_dir=str(Path(args.model).resolve()), served_name=args.served_name, db_url=db_url(args),
-        host=args.host, port=args.port, endpoint_file=args.endpoint_file, expected_workers=size - 1,
-        system=args.system, max_model_len=args.max_model_len, ready_timeout_s=args.ready_timeout,
+        model_dir=str(Path(args.model).resolve()),
+        served_name=args.served_name,
+        db_url=db_url(args),
+        host=args.host,
+        port=args.port,
+        endpoint_file=args.endpoint_file,
+        expected_workers=size - 1,
+        system=args.system,
+        max_model_len=args.max_model_len,
+        ready_timeout_s=args.ready_timeout,
     )
     # Workers on other nodes need a routable address; on one node loopback is enough.
     zmq_bind = "tcp://127.0.0.1:*" if single_host else "tcp://*:*"
@@ -101,8 +140,10 @@ def _worker(args: argparse.Namespace, comm: object, rank: int) -> int:
 
     endpoint: str = comm.bcast(None, root=0)  # type: ignore[attr-defined]
     settings = EngineSettings(
-        model=str(Path(args.model).resolve()), served_name=args.served_name,
-        kv_cache_bytes=int(args.kv_cache_mb * 1e6) or None, max_model_len=args.max_model_len,
+        model=str(Path(args.model).resolve()),
+        served_name=args.served_name,
+        kv_cache_bytes=int(args.kv_cache_mb * 1e6) or None,
+        max_model_len=args.max_model_len,
         max_num_seqs=args.max_num_seqs,
     )
     os.environ.setdefault("SAGA_WORKER_RANK", str(rank))

@@ -36,20 +36,33 @@ def _show(args: argparse.Namespace) -> int:
     finally:
         store.close()
     if args.json:
-        print(json.dumps({"workflow": asdict(story.workflow), "calls": [asdict(c) for c in story.calls],
-                          "edges": [asdict(e) for e in story.edges]}, indent=2))
+        print(
+            json.dumps(
+                {
+                    "workflow": asdict(story.workflow),
+                    "calls": [asdict(c) for c in story.calls],
+                    "edges": [asdict(e) for e in story.edges],
+                },
+                indent=2,
+            )
+        )
         return 0
     w = story.workflow
     t0 = min([w.started_at, *(c.arrived_at for c in story.calls)])
     state = f"finished after {w.finished_at - t0:.2f} s" if w.finished_at else "open"
-    print(f"workflow {w.workflow_id}  account {w.account}  user {w.user}  "
-          f"started {time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(t0))}  {state}")
+    print(
+        f"workflow {w.workflow_id}  account {w.account}  user {w.user}  "
+        f"started {time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(t0))}  {state}"
+    )
     edges = {e.from_call: e for e in story.edges}
     for c in story.calls:
         pct = 100 * c.cached_tokens / c.prompt_tokens if c.prompt_tokens else 0.0
-        print(f"  call {c.seq + 1:3d}  +{c.arrived_at - t0:7.2f}s  on {c.worker:4s}  "
-              f"prompt {c.prompt_tokens:6d} (cached {c.cached_tokens:6d}, {pct:3.0f}%)  out {c.output_tokens:5d}  "
-              f"{c.finished_at - c.arrived_at:6.2f}s  {c.call_id}")
+        print(
+            f"  call {c.seq + 1:3d}  +{c.arrived_at - t0:7.2f}s  on {c.worker:4s}  "
+            f"prompt {c.prompt_tokens:6d} (cached {c.cached_tokens:6d}, {pct:3.0f}%)  "
+            f"out {c.output_tokens:5d}  "
+            f"{c.finished_at - c.arrived_at:6.2f}s  {c.call_id}"
+        )
         edge = edges.get(c.call_id)
         if edge is not None:
             print(f"     └─ tool {edge.tool}: {edge.duration_s:.2f} s")
@@ -57,9 +70,11 @@ def _show(args: argparse.Namespace) -> int:
             print(f"     └─ tool {c.next_tool}: (no call since)")
     prompt = sum(c.prompt_tokens for c in story.calls)
     cached = sum(c.cached_tokens for c in story.calls)
-    print(f"  {len(story.calls)} calls, {prompt} prompt tokens ({cached} from cache), "
-          f"{sum(c.output_tokens for c in story.calls)} output, "
-          f"{sum(e.duration_s for e in story.edges):.2f} s in tools")
+    print(
+        f"  {len(story.calls)} calls, {prompt} prompt tokens ({cached} from cache), "
+        f"{sum(c.output_tokens for c in story.calls)} output, "
+        f"{sum(e.duration_s for e in story.edges):.2f} s in tools"
+    )
     return 0
 
 
@@ -74,6 +89,8 @@ def _list(args: argparse.Namespace) -> int:
     print(f"{'WORKFLOW':40s} {'ACCOUNT':12s} {'USER':10s} {'CALLS':>5s} {'STARTED':19s} STATE")
     for w, n in rows:
         started = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(w.started_at))
-        print(f"{w.workflow_id:40s} {w.account:12s} {w.user:10s} {n:5d} {started:19s} "
-              f"{'done' if w.finished_at else 'open'}")
+        print(
+            f"{w.workflow_id:40s} {w.account:12s} {w.user:10s} {n:5d} {started:19s} "
+            f"{'done' if w.finished_at else 'open'}"
+        )
     return 0

@@ -60,7 +60,10 @@ class TaskResult:
 
 
 async def run_task(
-    client: AsyncOpenAI, model: str, task: AgentTask, on_call: Callable[[CallResult], None] | None = None,
+    client: AsyncOpenAI,
+    model: str,
+    task: AgentTask,
+    on_call: Callable[[CallResult], None] | None = None,
     seed: int = 0,
 ) -> TaskResult:
     messages: list[dict[str, str]] = [
@@ -77,9 +80,13 @@ async def run_task(
             headers["X-Saga-Next-Tool"] = turn.tool
         t0 = time.monotonic()
         raw = await client.chat.completions.with_raw_response.create(
-            model=model, messages=messages,  # type: ignore[arg-type]
-            max_tokens=turn.max_tokens, temperature=0.0, seed=seed,
-            extra_headers=headers, extra_body={"ignore_eos": True},
+            model=model,
+            messages=messages,  # type: ignore[arg-type]
+            max_tokens=turn.max_tokens,
+            temperature=0.0,
+            seed=seed,
+            extra_headers=headers,
+            extra_body={"ignore_eos": True},
         )
         resp = raw.parse()
         usage = resp.usage
@@ -87,9 +94,14 @@ async def run_task(
         if usage is not None and usage.prompt_tokens_details is not None:
             cached = usage.prompt_tokens_details.cached_tokens or 0
         call = CallResult(
-            workflow_id=task.workflow_id, account=task.account, turn=i + 1, turns=len(task.turns),
-            prompt_tokens=usage.prompt_tokens if usage else 0, cached_tokens=cached,
-            output_tokens=usage.completion_tokens if usage else 0, seconds=time.monotonic() - t0,
+            workflow_id=task.workflow_id,
+            account=task.account,
+            turn=i + 1,
+            turns=len(task.turns),
+            prompt_tokens=usage.prompt_tokens if usage else 0,
+            cached_tokens=cached,
+            output_tokens=usage.completion_tokens if usage else 0,
+            seconds=time.monotonic() - t0,
             worker=raw.headers.get("x-saga-worker"),
         )
         result.calls.append(call)
@@ -98,6 +110,8 @@ async def run_task(
         messages.append({"role": "assistant", "content": resp.choices[0].message.content or ""})
         if not last:
             await asyncio.sleep(turn.tool_seconds)  # the tool runs
-            messages.append({"role": "user", "content": f"[{turn.tool} output]\n{turn.tool_output}"})
+            messages.append(
+                {"role": "user", "content": f"[{turn.tool} output]\n{turn.tool_output}"}
+            )
     result.finished = time.time()
     return result

@@ -48,7 +48,9 @@ class LoadResult:
             "errors": self.errors,
             "wall_s": round(self.wall_s, 3),
             "requests_per_s": round(self.calls_ok / self.wall_s, 1) if self.wall_s else 0.0,
-            "output_tokens_per_s": round(self.output_tokens / self.wall_s, 1) if self.wall_s else 0.0,
+            "output_tokens_per_s": round(self.output_tokens / self.wall_s, 1)
+            if self.wall_s
+            else 0.0,
             "prompt_tokens": self.prompt_tokens,
             "cached_tokens": self.cached_tokens,
             "latency_median_ms": round(1000 * statistics.median(lat), 2) if lat else 0.0,
@@ -66,18 +68,28 @@ async def run_load(spec: LoadSpec) -> LoadResult:
     before = await scrape_histogram(spec.base_url, "saga_head_overhead_seconds")
     budget = [spec.calls]
     deadline = time.monotonic() + spec.deadline_s
-    limits = httpx.Limits(max_connections=spec.workflows + 4, max_keepalive_connections=spec.workflows + 4)
+    limits = httpx.Limits(
+        max_connections=spec.workflows + 4, max_keepalive_connections=spec.workflows + 4
+    )
     t0 = time.monotonic()
     async with httpx.AsyncClient(base_url=spec.base_url, timeout=120, limits=limits) as client:
-        await asyncio.gather(*(_agent(client, spec, i, budget, deadline, result) for i in range(spec.workflows)))
+        await asyncio.gather(
+            *(_agent(client, spec, i, budget, deadline, result) for i in range(spec.workflows))
+        )
     result.wall_s = time.monotonic() - t0
     after = await scrape_histogram(spec.base_url, "saga_head_overhead_seconds")
     result.head_overhead_ms = histogram_quantiles(before, after, (0.5, 0.99))
     return result
 
 
-async def _agent(client: httpx.AsyncClient, spec: LoadSpec, index: int, budget: list[int],
-                 deadline: float, result: LoadResult) -> None:
+async def _agent(
+    client: httpx.AsyncClient,
+    spec: LoadSpec,
+    index: int,
+    budget: list[int],
+    deadline: float,
+    result: LoadResult,
+) -> None:
     key = spec.keys[index % len(spec.keys)]
     wf_round = 0
     while budget[0] > 0 and time.monotonic() < deadline:
@@ -91,8 +103,12 @@ async def _agent(client: httpx.AsyncClient, spec: LoadSpec, index: int, budget: 
             last = turn == spec.turns - 1
             headers = {"Authorization": f"Bearer {key}", "X-Saga-Workflow": wf}
             headers |= {"X-Saga-Workflow-End": "true"} if last else {"X-Saga-Next-Tool": "bash"}
-            body = {"model": spec.model, "max_tokens": spec.max_tokens, "ignore_eos": True,
-                    "messages": [{"role": "user", "content": history}]}
+            body = {
+                "model": spec.model,
+                "max_tokens": spec.max_tokens,
+                "ignore_eos": True,
+                "messages": [{"role": "user", "content": history}],
+            }
             t = time.monotonic()
             try:
                 r = await client.post("/v1/chat/completions", json=body, headers=headers)
@@ -125,8 +141,9 @@ async def scrape_histogram(base_url: str, name: str) -> dict[float, float]:
     return buckets
 
 
-def histogram_quantiles(before: dict[float, float], after: dict[float, float],
-                        qs: tuple[float, ...]) -> dict[str, float]:
+def histogram_quantiles(
+    before: dict[float, float], after: dict[float, float], qs: tuple[float, ...]
+) -> dict[str, float]:
     """Quantiles (ms) of the observations between two scrapes, interpolated within buckets."""
     bounds = sorted(after)
     counts = [after[b] - before.get(b, 0.0) for b in bounds]
@@ -142,7 +159,9 @@ def histogram_quantiles(before: dict[float, float], after: dict[float, float],
             if c >= target:
                 upper = b if math.isfinite(b) else lower_bound
                 frac = (target - lower_count) / (c - lower_count) if c > lower_count else 1.0
-                out[f"p{round(q * 100)}"] = round(1000 * (lower_bound + frac * (upper - lower_bound)), 3)
+                out[f"p{round(q * 100)}"] = round(
+                    1000 * (lower_bound + frac * (upper - lower_bound)), 3
+                )
                 break
             lower_bound, lower_count = b, c
     return out

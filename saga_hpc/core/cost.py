@@ -23,7 +23,11 @@ class CostModel:
 
     def call_s(self, prompt_tokens: int, cached_tokens: int, output_tokens: int) -> float:
         uncached = max(0, prompt_tokens - cached_tokens)
-        return self.call_overhead_s + self.recompute_s(uncached) + output_tokens / self.decode_tokens_per_s
+        return (
+            self.call_overhead_s
+            + self.recompute_s(uncached)
+            + output_tokens / self.decode_tokens_per_s
+        )
 
     def service(self, prompt_tokens: int, cached_tokens: int, output_tokens: int) -> float:
         """Service a call consumed, in seconds of one slot; the unit fairness counts in."""

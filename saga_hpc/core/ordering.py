@@ -9,7 +9,8 @@
 - `afs`: Agent Fair Share: VTC weighted by each tenant's Slurm fair-share weight
   (counter = service / weight), and, inside a tenant, the oldest workflow's
   calls first: what a tenant feels is task completion time, and finishing
-  started tasks before interleaving new ones shortens it. Bound (docs/scheduling.md): while tenants a and b are both
+  started tasks before interleaving new ones shortens it. Bound (docs/scheduling.md):
+  while tenants a and b are both
   backlogged, |S_a/w_a - S_b/w_b| <= C_max * (1/w_a + 1/w_b), with C_max the
   largest service of one call.
 """
@@ -73,12 +74,16 @@ class Vtc(Ordering):
         tenant = spec.tenant
         if backlogged.get(tenant, 0) == 0:
             # Counter lift: re-enter at the least counter among backlogged tenants.
-            active = [self.counters.get(t, 0.0) for t, n in backlogged.items() if n > 0 and t != tenant]
+            active = [
+                self.counters.get(t, 0.0) for t, n in backlogged.items() if n > 0 and t != tenant
+            ]
             if active:
                 self.counters[tenant] = max(self.counters.get(tenant, 0.0), min(active))
 
     def charge(self, spec: CallSpec, service: float) -> None:
-        self.counters[spec.tenant] = self.counters.get(spec.tenant, 0.0) + service / self.weight(spec.tenant)
+        self.counters[spec.tenant] = self.counters.get(spec.tenant, 0.0) + service / self.weight(
+            spec.tenant
+        )
 
     def priority(self, spec: CallSpec, head: Waiting | None = None) -> int:
         return min(int(self.counters.get(spec.tenant, 0.0) * 100), 2**31 - 1)

@@ -47,8 +47,11 @@ class GroupedQueue:
             if head is not None:
                 yield group, head
 
-    def best(self, rank: Callable[[str, Waiting], tuple[float, int]],
-             allow: Callable[[Waiting], bool] | None = None) -> tuple[str, Waiting] | None:
+    def best(
+        self,
+        rank: Callable[[str, Waiting], tuple[float, int]],
+        allow: Callable[[Waiting], bool] | None = None,
+    ) -> tuple[str, Waiting] | None:
         best: tuple[tuple[float, int], str, Waiting] | None = None
         for group, head in self.heads():
             if allow is not None and not allow(head):

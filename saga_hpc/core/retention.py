@@ -88,8 +88,9 @@ class Retention:
         self.ttl_s = ttl_s
         self.block_tokens = block_tokens
 
-    def on_leave(self, worker_id: str, spec: CallSpec, outcome: CallOutcome, now: float,
-                 stimulus: str) -> list[Decision]:
+    def on_leave(
+        self, worker_id: str, spec: CallSpec, outcome: CallOutcome, now: float, stimulus: str
+    ) -> list[Decision]:
         """A call finished; the workflow is away on `outcome.next_tool` (or done)."""
         return []
 
@@ -103,8 +104,9 @@ class Retention:
 class Ttl(Retention):
     name = "ttl"
 
-    def on_leave(self, worker_id: str, spec: CallSpec, outcome: CallOutcome, now: float,
-                 stimulus: str) -> list[Decision]:
+    def on_leave(
+        self, worker_id: str, spec: CallSpec, outcome: CallOutcome, now: float, stimulus: str
+    ) -> list[Decision]:
         if outcome.workflow_done:
             return [Release(worker_id, spec.workflow_id, stimulus)]
         if outcome.next_tool is None:
@@ -119,8 +121,9 @@ class Aeg(Retention):
         super().__init__(ttl_s, block_tokens)
         self.predictor = AegPredictor()
 
-    def on_leave(self, worker_id: str, spec: CallSpec, outcome: CallOutcome, now: float,
-                 stimulus: str) -> list[Decision]:
+    def on_leave(
+        self, worker_id: str, spec: CallSpec, outcome: CallOutcome, now: float, stimulus: str
+    ) -> list[Decision]:
         if outcome.workflow_done:
             return [Release(worker_id, spec.workflow_id, stimulus)]
         tool = outcome.next_tool or "unknown"
@@ -143,4 +146,9 @@ class Belady(Retention):
     name = "belady"
 
 
-RETENTIONS: dict[str, type[Retention]] = {"lru": Retention, "ttl": Ttl, "aeg": Aeg, "belady": Belady}
+RETENTIONS: dict[str, type[Retention]] = {
+    "lru": Retention,
+    "ttl": Ttl,
+    "aeg": Aeg,
+    "belady": Belady,
+}

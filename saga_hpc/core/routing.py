@@ -40,8 +40,10 @@ class Router:
     name = "least-loaded"
     steals = False
 
-    def route(self, spec: CallSpec, previous: str | None, workers: list[WorkerView]) -> tuple[str, str]:
-        """`previous`: the worker of this workflow's last call, if alive. Returns (worker, reason)."""
+    def route(
+        self, spec: CallSpec, previous: str | None, workers: list[WorkerView]
+    ) -> tuple[str, str]:
+        """Returns (worker, reason); `previous` is the workflow's last worker, if alive."""
         w = min(workers, key=lambda w: (w.load(), w.order))
         return w.worker_id, "least loaded"
 
@@ -58,7 +60,9 @@ class RoundRobin(Router):
     def __init__(self) -> None:
         self.turn = 0
 
-    def route(self, spec: CallSpec, previous: str | None, workers: list[WorkerView]) -> tuple[str, str]:
+    def route(
+        self, spec: CallSpec, previous: str | None, workers: list[WorkerView]
+    ) -> tuple[str, str]:
         ordered = sorted(workers, key=lambda w: w.order)
         w = ordered[self.turn % len(ordered)]
         self.turn += 1
@@ -68,7 +72,9 @@ class RoundRobin(Router):
 class Affinity(Router):
     name = "affinity"
 
-    def route(self, spec: CallSpec, previous: str | None, workers: list[WorkerView]) -> tuple[str, str]:
+    def route(
+        self, spec: CallSpec, previous: str | None, workers: list[WorkerView]
+    ) -> tuple[str, str]:
         if previous is not None and any(w.worker_id == previous for w in workers):
             return previous, "affinity"
         worker, _ = super().route(spec, previous, workers)
@@ -89,7 +95,9 @@ class CacheAware(Router):
         self.cached: dict[str, OrderedDict[int, None]] = {}
         self.capacity: dict[str, int] = {}
 
-    def route(self, spec: CallSpec, previous: str | None, workers: list[WorkerView]) -> tuple[str, str]:
+    def route(
+        self, spec: CallSpec, previous: str | None, workers: list[WorkerView]
+    ) -> tuple[str, str]:
         loads = [w.load() for w in workers]
         if max(loads) - min(loads) > self.imbalance:
             worker, _ = super().route(spec, previous, workers)

@@ -52,8 +52,15 @@ class _Flow:
 
 
 class Scheduler:
-    def __init__(self, system_name: str, router: Router, ordering: Ordering, retention: Retention,
-                 cost: CostModel | None = None, abandon_after_s: float = 900.0) -> None:
+    def __init__(
+        self,
+        system_name: str,
+        router: Router,
+        ordering: Ordering,
+        retention: Retention,
+        cost: CostModel | None = None,
+        abandon_after_s: float = 900.0,
+    ) -> None:
         self.system_name = system_name
         self.router = router
         self.ordering = ordering
@@ -77,10 +84,13 @@ class Scheduler:
 
     # -------------------------------------------------------------- workers
 
-    def add_worker(self, worker_id: str, *, slots: int, kv_capacity_tokens: int, now: float) -> list[Decision]:
+    def add_worker(
+        self, worker_id: str, *, slots: int, kv_capacity_tokens: int, now: float
+    ) -> list[Decision]:
         self._registered += 1
-        self.workers[worker_id] = WorkerView(worker_id, max(1, slots), kv_capacity_tokens,
-                                             order=self._registered)
+        self.workers[worker_id] = WorkerView(
+            worker_id, max(1, slots), kv_capacity_tokens, order=self._registered
+        )
         self.queues.setdefault(worker_id, GroupedQueue())
         waiting, self.unrouted = self.unrouted, []
         for w in waiting:
@@ -94,7 +104,10 @@ class Scheduler:
             return []
         self.router.forget_worker(worker_id)
         self.stats.pop(worker_id, None)
-        orphans = [Waiting(spec, now, seq) for spec, _, seq in (self.running.pop(cid) for cid in view.running)]
+        orphans = [
+            Waiting(spec, now, seq)
+            for spec, _, seq in (self.running.pop(cid) for cid in view.running)
+        ]
         queue = self.queues.pop(worker_id, GroupedQueue())
         orphans += list(queue.items())
         for w in sorted(orphans, key=lambda w: w.seq):
@@ -119,8 +132,14 @@ class Scheduler:
             flow.away_tool = None
         self._enqueue(Waiting(spec, now, self._next_seq()))
         decisions = self._pump(now, stim)
-        self._tell(spec.workflow_id, now, stim, "submit",
-                   f"{spec.prompt_tokens} prompt tokens, {len(spec.prefix_hashes)} full blocks", decisions)
+        self._tell(
+            spec.workflow_id,
+            now,
+            stim,
+            "submit",
+            f"{spec.prompt_tokens} prompt tokens, {len(spec.prefix_hashes)} full blocks",
+            decisions,
+        )
         return decisions
 
     def complete(self, outcome: CallOutcome, now: float) -> list[Decision]:
@@ -132,7 +151,9 @@ class Scheduler:
         view = self.workers.get(worker_id)
         if view is not None:
             view.running.discard(outcome.call_id)
-        service = self.cost.service(outcome.prompt_tokens, outcome.cached_tokens, outcome.output_tokens)
+        service = self.cost.service(
+            outcome.prompt_tokens, outcome.cached_tokens, outcome.output_tokens
+        )
         self.mean_service_s += 0.05 * (service - self.mean_service_s)
         self.ordering.charge(spec, service)
         decisions: list[Decision] = []
@@ -150,9 +171,15 @@ class Scheduler:
                         flow.retained_on, flow.retain_until = d.worker_id, d.until
                         heapq.heappush(self._hints, (d.until, spec.workflow_id, d.worker_id))
         decisions += self._pump(now, stim)
-        self._tell(spec.workflow_id, now, stim, "done",
-                   f"on {worker_id}: {outcome.cached_tokens}/{outcome.prompt_tokens} cached, "
-                   f"{outcome.output_tokens} out, next tool {outcome.next_tool}", decisions)
+        self._tell(
+            spec.workflow_id,
+            now,
+            stim,
+            "done",
+            f"on {worker_id}: {outcome.cached_tokens}/{outcome.prompt_tokens} cached, "
+            f"{outcome.output_tokens} out, next tool {outcome.next_tool}",
+            decisions,
+        )
         return decisions
 
     def fail(self, call_id: str, now: float) -> list[Decision]:
@@ -226,8 +253,9 @@ class Scheduler:
             return
         flow = self.flows.get(w.spec.workflow_id)
         previous = flow.last_worker if flow is not None else None
-        target, w.reason = self.router.route(w.spec, previous if previous in self.workers else None,
-                                             list(self.workers.values()))
+        target, w.reason = self.router.route(
+            w.spec, previous if previous in self.workers else None, list(self.workers.values())
+        )
         group = self.ordering.group(w.spec)
         self.ordering.on_enqueue(w.spec, self.backlog)
         started = flow.started if flow is not None else w.since
@@ -267,7 +295,9 @@ class Scheduler:
 
     def _steal(self, stim: str) -> list[Decision]:
         decisions: list[Decision] = []
-        idle = [v for v in self.workers.values() if v.free() > 0 and len(self.queues[v.worker_id]) == 0]
+        idle = [
+            v for v in self.workers.values() if v.free() > 0 and len(self.queues[v.worker_id]) == 0
+        ]
         for thief in sorted(idle, key=lambda v: v.order):
             while thief.free() > 0:
                 best: tuple[float, WorkerView, str, Waiting] | None = None
@@ -290,8 +320,10 @@ class Scheduler:
                 self.queues[victim.worker_id].pop(group)
                 self._unwait(w.spec.call_id)
                 recompute = self.cost.recompute_s(w.spec.prompt_tokens)
-                reason = (f"steal from {victim.worker_id}: wait {gain + recompute:.2f}s > "
-                          f"recompute {recompute:.2f}s")
+                reason = (
+                    f"steal from {victim.worker_id}: wait {gain + recompute:.2f}s > "
+                    f"recompute {recompute:.2f}s"
+                )
                 decisions += self._dispatch(w, thief, reason, stim)
         return decisions
 
@@ -302,22 +334,40 @@ class Scheduler:
         self.running[spec.call_id] = (spec, view.worker_id, w.seq)
         flow = self.flows.get(spec.workflow_id)
         if flow is not None:
-            if flow.retained_on is not None and flow.retained_on != view.worker_id \
-                    and flow.retained_on in self.workers:
+            if (
+                flow.retained_on is not None
+                and flow.retained_on != view.worker_id
+                and flow.retained_on in self.workers
+            ):
                 decisions.append(Release(flow.retained_on, spec.workflow_id, stim))
             flow.retained_on = None
             flow.last_worker = view.worker_id
         self.router.on_dispatch(spec, view.worker_id)
-        decisions.append(Dispatch(spec.call_id, spec.workflow_id, view.worker_id,
-                                  self.ordering.priority(spec), stim, reason))
+        decisions.append(
+            Dispatch(
+                spec.call_id,
+                spec.workflow_id,
+                view.worker_id,
+                self.ordering.priority(spec),
+                stim,
+                reason,
+            )
+        )
         return decisions
 
     def _forget(self, workflow_id: str) -> None:
         self.flows.pop(workflow_id, None)
         self.ordering.forget(workflow_id)
 
-    def _tell(self, workflow_id: str, now: float, stim: str, event: str, detail: str,
-              decisions: list[Decision]) -> None:
+    def _tell(
+        self,
+        workflow_id: str,
+        now: float,
+        stim: str,
+        event: str,
+        detail: str,
+        decisions: list[Decision],
+    ) -> None:
         flow = self.flows.get(workflow_id)
         if flow is not None:
             mine = tuple(d for d in decisions if d.workflow_id == workflow_id)

@@ -2,7 +2,7 @@
 
 | system | retention | routing | ordering | models |
 | --- | --- | --- | --- | --- |
-| vllm | lru | affinity | fcfs | vLLM + prefix caching + session-affinity router (the paper's baseline) |
+| vllm | lru | affinity | fcfs | vLLM, prefix caching, session router (paper's baseline) |
 | saga | aeg | affinity-steal | afs | SAGA |
 | sglang | lru | cache-aware | fcfs | SGLang with its cache-aware router |
 | continuum | ttl | affinity | fcfs | Continuum (TTL pinning on tool calls) |
@@ -41,8 +41,14 @@ SYSTEMS: dict[str, SystemSpec] = {
 }
 
 
-def make_scheduler(system: str | SystemSpec, *, cost: CostModel | None = None, block_tokens: int = 16,
-                   ttl_s: float = 10.0, **overrides: Any) -> Scheduler:
+def make_scheduler(
+    system: str | SystemSpec,
+    *,
+    cost: CostModel | None = None,
+    block_tokens: int = 16,
+    ttl_s: float = 10.0,
+    **overrides: Any,
+) -> Scheduler:
     """A scheduler for a named system; `retention=`, `routing=`, `ordering=` override one policy."""
     spec = SYSTEMS[system] if isinstance(system, str) else system
     retention = overrides.pop("retention", spec.retention)
@@ -50,10 +56,20 @@ def make_scheduler(system: str | SystemSpec, *, cost: CostModel | None = None, b
     ordering = overrides.pop("ordering", spec.ordering)
     if overrides:
         raise TypeError(f"unknown scheduler options: {sorted(overrides)}")
-    for kind, name, table in (("retention", retention, RETENTIONS), ("routing", routing, ROUTERS),
-                              ("ordering", ordering, ORDERINGS)):
+    for kind, name, table in (
+        ("retention", retention, RETENTIONS),
+        ("routing", routing, ROUTERS),
+        ("ordering", ordering, ORDERINGS),
+    ):
         if name not in table:
-            raise ValueError(f"unknown {kind} policy {name!r}; choose one of {', '.join(sorted(table))}")
+            raise ValueError(
+                f"unknown {kind} policy {name!r}; choose one of {', '.join(sorted(table))}"
+            )
     router = CacheAware(block_tokens) if routing == "cache-aware" else ROUTERS[routing]()
-    return Scheduler(spec.name, router, ORDERINGS[ordering](),
-                     RETENTIONS[retention](ttl_s=ttl_s, block_tokens=block_tokens), cost)
+    return Scheduler(
+        spec.name,
+        router,
+        ORDERINGS[ordering](),
+        RETENTIONS[retention](ttl_s=ttl_s, block_tokens=block_tokens),
+        cost,
+    )

@@ -11,10 +11,45 @@ from saga_hpc.protocol import Done, Register
 if TYPE_CHECKING:
     from saga_hpc.head.calls import CallContext
 
-_LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
+_LATENCY_BUCKETS = (
+    0.0005,
+    0.001,
+    0.002,
+    0.005,
+    0.01,
+    0.02,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1,
+    2.5,
+    5,
+    10,
+    30,
+)
 # Head overhead is milliseconds; fine buckets so its median and p99 can be read off.
-_OVERHEAD_BUCKETS = (0.0002, 0.0005, 0.001, 0.0015, 0.002, 0.003, 0.004, 0.005, 0.0075, 0.01,
-                     0.015, 0.02, 0.03, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
+_OVERHEAD_BUCKETS = (
+    0.0002,
+    0.0005,
+    0.001,
+    0.0015,
+    0.002,
+    0.003,
+    0.004,
+    0.005,
+    0.0075,
+    0.01,
+    0.015,
+    0.02,
+    0.03,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+)
 
 
 class HeadMetrics:
@@ -24,9 +59,14 @@ class HeadMetrics:
         self.calls = Counter("saga_calls", "Finished calls", ["account", "worker"], registry=r)
         self.prompt_tokens = Counter("saga_prompt_tokens", "Prompt tokens", ["account"], registry=r)
         self.cached_tokens = Counter(
-            "saga_cached_prompt_tokens", "Prompt tokens served from the KV prefix cache", ["account"], registry=r
+            "saga_cached_prompt_tokens",
+            "Prompt tokens served from the KV prefix cache",
+            ["account"],
+            registry=r,
         )
-        self.output_tokens = Counter("saga_output_tokens", "Generated tokens", ["account"], registry=r)
+        self.output_tokens = Counter(
+            "saga_output_tokens", "Generated tokens", ["account"], registry=r
+        )
         self.head_overhead = Histogram(
             "saga_head_overhead_seconds",
             "Time a call spends in the head: total minus engine time minus queueing for a slot",
@@ -34,14 +74,24 @@ class HeadMetrics:
             registry=r,
         )
         self.call_latency = Histogram(
-            "saga_call_latency_seconds", "Request arrival to last token", buckets=_LATENCY_BUCKETS, registry=r
+            "saga_call_latency_seconds",
+            "Request arrival to last token",
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
         )
-        self.workers_alive = Gauge("saga_workers_alive", "Workers registered and heartbeating", registry=r)
+        self.workers_alive = Gauge(
+            "saga_workers_alive", "Workers registered and heartbeating", registry=r
+        )
         self.engine_start = Gauge(
-            "saga_worker_engine_start_seconds", "Engine start time per worker", ["worker"], registry=r
+            "saga_worker_engine_start_seconds",
+            "Engine start time per worker",
+            ["worker"],
+            registry=r,
         )
         self.worker_deaths = Counter("saga_worker_deaths", "Workers declared dead", registry=r)
-        self.rejected = Counter("saga_rejected_requests", "Requests answered 4xx", ["status"], registry=r)
+        self.rejected = Counter(
+            "saga_rejected_requests", "Requests answered 4xx", ["status"], registry=r
+        )
         # Kept for the demo/bench summaries (bounded: one float per call of a run).
         self.overheads: list[float] = []
 

@@ -35,7 +35,9 @@ class PromptBuilder:
         if not messages:
             raise PromptError("'messages' must hold at least one message")
         try:
-            ids = self.tokenizer.apply_chat_template(messages, tokenize=True, add_generation_prompt=True)
+            ids = self.tokenizer.apply_chat_template(
+                messages, tokenize=True, add_generation_prompt=True
+            )
         except Exception as exc:  # jinja errors for shapes the template does not know
             raise PromptError(f"the model's chat template rejected the messages: {exc}") from exc
         if not isinstance(ids, list):  # newer transformers return a BatchEncoding
@@ -53,14 +55,17 @@ class PromptBuilder:
             raise PromptError("'prompt' must not be empty")
         bad = next((t for t in ids if not 0 <= t < self.vocab_size), None)
         if bad is not None:
-            raise PromptError(f"token id {bad} is outside the vocabulary (0..{self.vocab_size - 1})")
+            raise PromptError(
+                f"token id {bad} is outside the vocabulary (0..{self.vocab_size - 1})"
+            )
 
     def output_budget(self, prompt_len: int, requested: int | None, default: int) -> int:
         """The max_tokens to run with: what was asked, within the context window."""
         room = self.max_model_len - prompt_len
         if room < 1:
             raise PromptError(
-                f"prompt is {prompt_len} tokens; this model's context is {self.max_model_len} tokens"
+                f"prompt is {prompt_len} tokens; this model's context is "
+                f"{self.max_model_len} tokens"
             )
         if requested is None:
             return min(default, room)

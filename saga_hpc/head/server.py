@@ -82,8 +82,13 @@ def advertised_host(bind_host: str) -> str:
 class HeadRuntime:
     """One head: `run()` serves until `stop()` (or SIGTERM/SIGINT when `handle_signals`)."""
 
-    def __init__(self, opts: ServeOptions, bind_zmq: Callable[[HeadService], str],
-                 announce: Callable[[str], None], handle_signals: bool = True) -> None:
+    def __init__(
+        self,
+        opts: ServeOptions,
+        bind_zmq: Callable[[HeadService], str],
+        announce: Callable[[str], None],
+        handle_signals: bool = True,
+    ) -> None:
         self.opts = opts
         self.bind_zmq = bind_zmq  # binds the ROUTER, returns the endpoint
         self.announce = announce  # sends the endpoint to the workers
@@ -111,13 +116,22 @@ class HeadRuntime:
         endpoint = self.bind_zmq(head)
         self.announce(endpoint)
         head.start()
-        app = create_app(head, prompts, store,
-                         ApiSettings(model_name=opts.served_name, block_size=opts.block_size))
+        app = create_app(
+            head,
+            prompts,
+            store,
+            ApiSettings(model_name=opts.served_name, block_size=opts.block_size),
+        )
         sock = listen(opts.host, opts.port)
         port = sock.getsockname()[1]
-        config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off",
-                                timeout_graceful_shutdown=int(opts.drain_s),
-                                h11_max_incomplete_event_size=64 * 1024)
+        config = uvicorn.Config(
+            app,
+            log_level="warning",
+            access_log=False,
+            lifespan="off",
+            timeout_graceful_shutdown=int(opts.drain_s),
+            h11_max_incomplete_event_size=64 * 1024,
+        )
         server = self._server = _Server(config)
         if self._stop_requested:
             server.should_exit = True
@@ -131,13 +145,24 @@ class HeadRuntime:
             await _wait_ready(head, opts, serving)
             url = f"http://{advertised_host(opts.host)}:{port}/v1"
             self.info = {
-                "url": url, "zmq": endpoint, "model": opts.served_name, "pid": os.getpid(),
-                "host": socket.gethostname(), "port": port, "workers": len(head.registry.alive()),
-                "started_at": time.time(), "slurm_job_id": os.environ.get("SLURM_JOB_ID"),
+                "url": url,
+                "zmq": endpoint,
+                "model": opts.served_name,
+                "pid": os.getpid(),
+                "host": socket.gethostname(),
+                "port": port,
+                "workers": len(head.registry.alive()),
+                "started_at": time.time(),
+                "slurm_job_id": os.environ.get("SLURM_JOB_ID"),
             }
             if opts.endpoint_file:
                 write_endpoint(opts.endpoint_file, self.info)
-            log.info("serving %s at %s with %d workers", opts.served_name, url, len(head.registry.alive()))
+            log.info(
+                "serving %s at %s with %d workers",
+                opts.served_name,
+                url,
+                len(head.registry.alive()),
+            )
             print(f"saga-hpc: serving {opts.served_name} at {url}", flush=True)
             self.ready.set()
             await serving

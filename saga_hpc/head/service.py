@@ -12,7 +12,9 @@ import dataclasses
 import logging
 import time
 from collections import defaultdict
+from collections.abc import Coroutine
 from dataclasses import dataclass
+from typing import Any
 
 import zmq
 import zmq.asyncio
@@ -54,7 +56,9 @@ class HeadSettings:
 
 
 class HeadService:
-    def __init__(self, settings: HeadSettings, store: Store, scheduler: Scheduler, model: str) -> None:
+    def __init__(
+        self, settings: HeadSettings, store: Store, scheduler: Scheduler, model: str
+    ) -> None:
         self.settings = settings
         self.store = store
         self.scheduler = scheduler
@@ -69,6 +73,7 @@ class HeadService:
         self.workers_ready = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self._byes: asyncio.Queue[str] = asyncio.Queue()
+        self._background: set[asyncio.Task[None]] = set()
 
     # ------------------------------------------------------------ lifecycle
 
@@ -182,12 +187,16 @@ class HeadService:
         ctx = self.calls.get(d.call_id)
         worker = self.registry.get(d.worker_id)
         if ctx is None or worker is None or not worker.alive:
-            log.error("core dispatched %s to %s, which the head cannot serve", d.call_id, d.worker_id)
+            log.error(
+                "core dispatched %s to %s, which the head cannot serve", d.call_id, d.worker_id
+            )
             return
         ctx.attempts += 1
         ctx.worker_id = d.worker_id
         ctx.dispatched_at = now
-        self._spawn(self._send(worker.identity, dataclasses.replace(ctx.submit, priority=d.priority)))
+        self._spawn(
+            self._send(worker.identity, dataclasses.replace(ctx.submit, priority=d.priority))
+        )
 
     # -------------------------------------------------------------- workers
 
@@ -208,9 +217,18 @@ class HeadService:
                 self.registry.register(msg, identity, now)
                 self._spawn(self._send(identity, Welcome(msg.worker_id, self.settings.heartbeat_s)))
                 cap = msg.kv_capacity_tokens
-                self._apply(self.scheduler.add_worker(msg.worker_id, slots=msg.slots, kv_capacity_tokens=cap, now=now))
+                self._apply(
+                    self.scheduler.add_worker(
+                        msg.worker_id, slots=msg.slots, kv_capacity_tokens=cap, now=now
+                    )
+                )
                 self.metrics.worker_started(msg)
-                log.info("worker %s on %s registered (engine start %.1f s)", msg.worker_id, msg.host, msg.engine_start_s)
+                log.info(
+                    "worker %s on %s registered (engine start %.1f s)",
+                    msg.worker_id,
+                    msg.host,
+                    msg.engine_start_s,
+                )
                 self.workers_ready.set()
             case Heartbeat():
                 self.registry.seen(msg.worker_id, now, msg)
@@ -245,7 +263,9 @@ class HeadService:
             await asyncio.sleep(self.settings.heartbeat_s / 2)
             now = time.time()
             for dead in self.registry.expire(now):
-                log.warning("worker %s silent for %.1f s: marked dead", dead.worker_id, now - dead.last_seen)
+                log.warning(
+                    "worker %s silent for %.1f s: marked dead", dead.worker_id, now - dead.last_seen
+                )
                 self.metrics.worker_died()
                 self._requeue_from(dead.worker_id, now)
             self._apply(self.scheduler.tick(now))
@@ -259,7 +279,9 @@ class HeadService:
                 # would duplicate them, so the client retries the whole call.
                 self.calls.pop(ctx.call_id)
                 self._apply(self.scheduler.fail(ctx.call_id, now))
-                ctx.events.put_nowait(Failed(ctx.call_id, f"worker {worker_id} died mid-call", True))
+                ctx.events.put_nowait(
+                    Failed(ctx.call_id, f"worker {worker_id} died mid-call", True)
+                )
             else:
                 ctx.worker_id = None
                 ctx.queued_at = now
@@ -272,9 +294,16 @@ class HeadService:
         except zmq.ZMQError as exc:  # worker gone (ROUTER_MANDATORY): the monitor handles it
             log.warning("send %s failed: %s", type(msg).__name__, exc)
 
-    def _spawn(self, coro: object) -> None:
-        task = asyncio.ensure_future(coro)  # type: ignore[arg-type]
-        task.add_done_callback(lambda t: t.exception() if not t.cancelled() else None)
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        # The loop keeps only weak references to tasks: hold them until done.
+        task = asyncio.ensure_future(coro)
+        self._background.add(task)
+        task.add_done_callback(self._reap)
+
+    def _reap(self, task: asyncio.Task[None]) -> None:
+        self._background.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("background task failed", exc_info=task.exception())
 
 
 def _stats(hb: Heartbeat) -> WorkerStats:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import functools
 import types
 import typing
 from typing import Any
@@ -50,17 +49,23 @@ def decode(frame: bytes) -> Message:
                 raise ProtocolError(f"{cls.__name__}: missing field {name!r}")
             continue
         if name == "retain":  # msgpack turns tuples into lists
-            body[name] = [tuple(item) for item in body[name]] if isinstance(body[name], list) else body[name]
+            body[name] = (
+                [tuple(item) for item in body[name]] if isinstance(body[name], list) else body[name]
+            )
         if not _conforms(body[name], hints[name]):
             raise ProtocolError(f"{cls.__name__}.{name}: bad value {body[name]!r:.60}")
     msg: Message = cls(**body)
     return msg
 
 
-@functools.cache
+_SCHEMAS: dict[type[Any], tuple[dict[str, Any], dict[str, dataclasses.Field[Any]]]] = {}
+
+
 def _schema(cls: type[Any]) -> tuple[dict[str, Any], dict[str, dataclasses.Field[Any]]]:
     """Type hints and fields per message class (resolving hints is slow; do it once)."""
-    return typing.get_type_hints(cls), {f.name: f for f in dataclasses.fields(cls)}
+    if cls not in _SCHEMAS:
+        _SCHEMAS[cls] = typing.get_type_hints(cls), {f.name: f for f in dataclasses.fields(cls)}
+    return _SCHEMAS[cls]
 
 
 def _conforms(value: Any, hint: Any) -> bool:

@@ -134,10 +134,32 @@ class Bye:
 
 
 Message = (
-    Register | Welcome | Heartbeat | Submit | Tokens | Done | Failed | Cancel | Hints | Shutdown | Bye
+    Register
+    | Welcome
+    | Heartbeat
+    | Submit
+    | Tokens
+    | Done
+    | Failed
+    | Cancel
+    | Hints
+    | Shutdown
+    | Bye
 )
 
 MESSAGE_TYPES: dict[str, type[Any]] = {
     cls.__name__.lower(): cls
-    for cls in (Register, Welcome, Heartbeat, Submit, Tokens, Done, Failed, Cancel, Hints, Shutdown, Bye)
+    for cls in (
+        Register,
+        Welcome,
+        Heartbeat,
+        Submit,
+        Tokens,
+        Done,
+        Failed,
+        Cancel,
+        Hints,
+        Shutdown,
+        Bye,
+    )
 }

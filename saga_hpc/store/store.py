@@ -31,7 +31,7 @@ from saga_hpc.store.records import (
     WorkflowRow,
     WorkflowStory,
 )
-from saga_hpc.store.tables import Account, ApiKey, Association, User, Workflow
+from saga_hpc.store.tables import Account, ApiKey, Association, Call, User, Workflow
 
 __all__ = ["AuthResult", "CallRecord", "Principal", "Store"]
 
@@ -89,7 +89,9 @@ class Store:
         with self.session() as s:
             row = s.get(Account, name)
             if row is None:
-                s.add(Account(name=name, parent=parent, fairshare=fairshare, created_at=time.time()))
+                s.add(
+                    Account(name=name, parent=parent, fairshare=fairshare, created_at=time.time())
+                )
             else:
                 row.parent, row.fairshare = parent, fairshare
 
@@ -114,8 +116,10 @@ class Store:
     def remove_association(self, user: str, account: str) -> bool:
         """The user loses the account; their keys for it answer 403 from now on."""
         with self.session() as s:
-            return s.execute(delete(Association).where(
-                Association.user == user, Association.account == account)).rowcount > 0
+            gone = delete(Association).where(
+                Association.user == user, Association.account == account
+            )
+            return _rowcount(s.execute(gone)) > 0
 
     def has_association(self, user: str, account: str) -> bool:
         with self.session() as s:
@@ -123,14 +127,19 @@ class Store:
 
     def list_accounts(self) -> list[tuple[str, str | None, int]]:
         with self.session() as s:
-            rows = s.execute(select(Account.name, Account.parent, Account.fairshare).order_by(Account.name))
+            rows = s.execute(
+                select(Account.name, Account.parent, Account.fairshare).order_by(Account.name)
+            )
             return [(r[0], r[1], r[2]) for r in rows]
 
     def list_associations(self) -> list[tuple[str, str, int]]:
         """(account, user, fairshare), sorted."""
         with self.session() as s:
-            rows = s.execute(select(Association.account, Association.user, Association.fairshare)
-                             .order_by(Association.account, Association.user))
+            rows = s.execute(
+                select(Association.account, Association.user, Association.fairshare).order_by(
+                    Association.account, Association.user
+                )
+            )
             return [(r[0], r[1], r[2]) for r in rows]
 
     def shares(self) -> dict[str, float]:
@@ -141,8 +150,9 @@ class Store:
 
     # ------------------------------------------------------------- API keys
 
-    def create_api_key(self, user: str, account: str, *, ttl_days: float | None = None,
-                       note: str | None = None) -> tuple[str, str]:
+    def create_api_key(
+        self, user: str, account: str, *, ttl_days: float | None = None, note: str | None = None
+    ) -> tuple[str, str]:
         """Issue a key; returns (key_id, secret). Only the secret's hash is stored."""
         if not self.has_association(user, account):
             raise Forbidden(f"user '{user}' has no association with account '{account}'")
@@ -150,9 +160,18 @@ class Store:
         secret = f"{_KEY_PREFIX}{key_id}-{secrets.token_urlsafe(24)}"
         now = time.time()
         with self.session() as s:
-            s.add(ApiKey(key_id=key_id, user=user, account=account, secret_sha256=_digest(secret),
-                         created_at=now, expires_at=now + ttl_days * 86400 if ttl_days else None,
-                         revoked_at=None, note=note))
+            s.add(
+                ApiKey(
+                    key_id=key_id,
+                    user=user,
+                    account=account,
+                    secret_sha256=_digest(secret),
+                    created_at=now,
+                    expires_at=now + ttl_days * 86400 if ttl_days else None,
+                    revoked_at=None,
+                    note=note,
+                )
+            )
         return key_id, secret
 
     def authenticate(self, secret: str) -> AuthResult:
@@ -170,8 +189,14 @@ class Store:
             if key.expires_at is not None and key.expires_at < time.time():
                 return AuthResult(None, reason=f"API key {key_id} has expired")
             if s.get(Association, (key.user, key.account)) is None:
-                return AuthResult(None, forbidden=True, reason=(
-                    f"user '{key.user}' may no longer use account '{key.account}' (no Slurm association)"))
+                return AuthResult(
+                    None,
+                    forbidden=True,
+                    reason=(
+                        f"user '{key.user}' may no longer use account '{key.account}' "
+                        "(no Slurm association)"
+                    ),
+                )
             return AuthResult(Principal(user=key.user, account=key.account, key_id=key_id))
 
     def list_api_keys(self, user: str | None = None) -> list[KeyInfo]:
@@ -179,13 +204,22 @@ class Store:
             q = select(ApiKey).order_by(ApiKey.created_at)
             if user is not None:
                 q = q.where(ApiKey.user == user)
-            return [KeyInfo(k.key_id, k.user, k.account, k.created_at, k.expires_at, k.revoked_at, k.note)
-                    for k in s.scalars(q)]
+            return [
+                KeyInfo(
+                    k.key_id, k.user, k.account, k.created_at, k.expires_at, k.revoked_at, k.note
+                )
+                for k in s.scalars(q)
+            ]
 
     def revoke_api_key(self, key_id: str) -> None:
         with self.session() as s:
-            n = s.execute(update(ApiKey).where(ApiKey.key_id == key_id, ApiKey.revoked_at.is_(None))
-                          .values(revoked_at=time.time())).rowcount
+            n = _rowcount(
+                s.execute(
+                    update(ApiKey)
+                    .where(ApiKey.key_id == key_id, ApiKey.revoked_at.is_(None))
+                    .values(revoked_at=time.time())
+                )
+            )
             if n == 0 and s.get(ApiKey, key_id) is None:
                 raise NotFound(f"no API key '{key_id}'")
 
@@ -194,8 +228,17 @@ class Store:
     def open_workflow(self, workflow_id: str, account: str, user: str, now: float) -> None:
         """Create the workflow if new; a workflow of another account is Forbidden."""
         with self.session() as s:
-            insert_ignore(s, Workflow, {"id": workflow_id, "account": account, "user": user,
-                                        "started_at": now, "finished_at": None})
+            insert_ignore(
+                s,
+                Workflow,
+                {
+                    "id": workflow_id,
+                    "account": account,
+                    "user": user,
+                    "started_at": now,
+                    "finished_at": None,
+                },
+            )
             owner = s.scalar(select(Workflow.account).where(Workflow.id == workflow_id))
             if owner != account:
                 raise Forbidden(f"workflow '{workflow_id}' belongs to another account")
@@ -208,8 +251,11 @@ class Store:
 
     def finish_workflow(self, workflow_id: str, now: float) -> None:
         with self.session() as s:
-            s.execute(update(Workflow).where(Workflow.id == workflow_id, Workflow.finished_at.is_(None))
-                      .values(finished_at=now))
+            s.execute(
+                update(Workflow)
+                .where(Workflow.id == workflow_id, Workflow.finished_at.is_(None))
+                .values(finished_at=now)
+            )
 
     def get_workflow(self, workflow_id: str) -> WorkflowRow | None:
         with self.session() as s:
@@ -219,19 +265,27 @@ class Store:
         with self.session() as s:
             return aeg.story(s, workflow_id)
 
-    def list_workflows(self, account: str | None = None, limit: int = 20) -> list[tuple[WorkflowRow, int]]:
+    def list_workflows(
+        self, account: str | None = None, limit: int = 20
+    ) -> list[tuple[WorkflowRow, int]]:
         with self.session() as s:
             return aeg.list_workflows(s, account, limit)
 
-    def account_usage(self, start: float | None = None, end: float | None = None, *,
-                      account: str | None = None, user: str | None = None,
-                      by_user: bool = False) -> list[UsageRow]:
+    def account_usage(
+        self,
+        start: float | None = None,
+        end: float | None = None,
+        *,
+        account: str | None = None,
+        user: str | None = None,
+        by_user: bool = False,
+    ) -> list[UsageRow]:
         with self.session() as s:
             return usage.account_usage(s, start, end, account=account, user=user, by_user=by_user)
 
     def count_calls(self) -> int:
         with self.session() as s:
-            return int(s.scalar(select(func.count()).select_from(aeg.Call)) or 0)
+            return int(s.scalar(select(func.count()).select_from(Call)) or 0)
 
 
 def insert_ignore(s: Session, table: Any, values: dict[str, Any]) -> None:
@@ -241,6 +295,11 @@ def insert_ignore(s: Session, table: Any, values: dict[str, Any]) -> None:
     s.execute(mod.insert(table).values(**values).on_conflict_do_nothing())
 
 
+def _rowcount(result: Any) -> int:
+    """Rows a DML statement touched (typed loosely: it is a CursorResult at runtime)."""
+    return int(result.rowcount)
+
+
 def _digest(secret: str) -> str:
     return hashlib.sha256(secret.encode()).hexdigest()
 
@@ -248,7 +307,7 @@ def _digest(secret: str) -> str:
 def _key_id(secret: str) -> str | None:
     if not secret.startswith(_KEY_PREFIX):
         return None
-    key_id, sep, _ = secret[len(_KEY_PREFIX):].partition("-")
+    key_id, sep, _ = secret[len(_KEY_PREFIX) :].partition("-")
     return key_id if sep and len(key_id) == 12 else None
 
 

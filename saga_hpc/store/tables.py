@@ -32,8 +32,12 @@ class Association(Base):
     """A user may use an account (Slurm's association); fairshare is the user's share in it."""
 
     __tablename__ = "associations"
-    user: Mapped[str] = mapped_column(ForeignKey("users.name", ondelete="CASCADE"), primary_key=True)
-    account: Mapped[str] = mapped_column(ForeignKey("accounts.name", ondelete="CASCADE"), primary_key=True)
+    user: Mapped[str] = mapped_column(
+        ForeignKey("users.name", ondelete="CASCADE"), primary_key=True
+    )
+    account: Mapped[str] = mapped_column(
+        ForeignKey("accounts.name", ondelete="CASCADE"), primary_key=True
+    )
     fairshare: Mapped[int] = mapped_column(Integer, default=1)
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import statistics
+from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
@@ -12,25 +13,50 @@ from saga_hpc.store.records import UsageRow
 from saga_hpc.store.tables import Call, LedgerEntry, Workflow
 
 
-def account_usage(s: Session, start: float | None, end: float | None, *, account: str | None,
-                  user: str | None, by_user: bool) -> list[UsageRow]:
+def account_usage(
+    s: Session,
+    start: float | None,
+    end: float | None,
+    *,
+    account: str | None,
+    user: str | None,
+    by_user: bool,
+) -> list[UsageRow]:
     keys = (LedgerEntry.account, LedgerEntry.user) if by_user else (LedgerEntry.account,)
-    q = select(*keys, func.count(func.distinct(LedgerEntry.workflow_id)), func.count(),
-               func.sum(LedgerEntry.prompt_tokens), func.sum(LedgerEntry.cached_tokens),
-               func.sum(LedgerEntry.output_tokens), func.sum(LedgerEntry.worker_seconds)).group_by(*keys)
+    q = select(
+        *keys,
+        func.count(func.distinct(LedgerEntry.workflow_id)),
+        func.count(),
+        func.sum(LedgerEntry.prompt_tokens),
+        func.sum(LedgerEntry.cached_tokens),
+        func.sum(LedgerEntry.output_tokens),
+        func.sum(LedgerEntry.worker_seconds),
+    ).group_by(*keys)
     q = _window(q, LedgerEntry.at, start, end, account, user)
     rows: dict[tuple[str, str | None], UsageRow] = {}
     for r in s.execute(q):
         acct, who = r[0], (r[1] if by_user else None)
-        vals = r[len(keys):]
-        rows[(acct, who)] = UsageRow(acct, who, tasks=int(vals[0]), calls=int(vals[1]),
-                                     prompt_tokens=int(vals[2] or 0), cached_tokens=int(vals[3] or 0),
-                                     output_tokens=int(vals[4] or 0), worker_seconds=float(vals[5] or 0))
+        vals = r[len(keys) :]
+        rows[(acct, who)] = UsageRow(
+            acct,
+            who,
+            tasks=int(vals[0]),
+            calls=int(vals[1]),
+            prompt_tokens=int(vals[2] or 0),
+            cached_tokens=int(vals[3] or 0),
+            output_tokens=int(vals[4] or 0),
+            worker_seconds=float(vals[5] or 0),
+        )
     # Task completion time: a finished workflow's first arrival to its last
     # finish, counted in the period where the workflow finished.
-    tq = (select(Workflow.account, Workflow.user, func.min(Call.arrived_at), func.max(Call.finished_at))
-          .join(Call, Call.workflow_id == Workflow.id).where(Workflow.finished_at.is_not(None))
-          .group_by(Workflow.id, Workflow.account, Workflow.user))
+    tq = (
+        select(
+            Workflow.account, Workflow.user, func.min(Call.arrived_at), func.max(Call.finished_at)
+        )
+        .join(Call, Call.workflow_id == Workflow.id)
+        .where(Workflow.finished_at.is_not(None))
+        .group_by(Workflow.id, Workflow.account, Workflow.user)
+    )
     tq = _window(tq, Workflow.finished_at, start, end, account, user, table=Workflow)
     for acct, who, first, last in s.execute(tq):
         row = rows.get((acct, who if by_user else None))
@@ -44,7 +70,15 @@ def account_usage(s: Session, start: float | None, end: float | None, *, account
     return [rows[k] for k in sorted(rows, key=lambda k: (k[0], k[1] or ""))]
 
 
-def _window(q, column, start, end, account, user, table=LedgerEntry):  # type: ignore[no-untyped-def]
+def _window(
+    q: Any,
+    column: Any,
+    start: float | None,
+    end: float | None,
+    account: str | None,
+    user: str | None,
+    table: Any = LedgerEntry,
+) -> Any:
     if start is not None:
         q = q.where(column >= start)
     if end is not None:

@@ -65,4 +65,6 @@ def build_engine(s: EngineSettings) -> Any:
 
     from saga_hpc.worker.stats import SnapshotLogger
 
-    return AsyncLLM.from_engine_args(AsyncEngineArgs(**engine_kwargs(s)), stat_loggers=[SnapshotLogger])
+    return AsyncLLM.from_engine_args(
+        AsyncEngineArgs(**engine_kwargs(s)), stat_loggers=[SnapshotLogger]
+    )

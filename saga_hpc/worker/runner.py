@@ -68,7 +68,12 @@ class WorkerRunner:
         engine_start_s = time.monotonic() - t0
         self.sock.connect(self.endpoint)
         await self.send(self._register(engine_start_s))
-        log.info("%s: engine up in %.1f s, registered at %s", self.worker_id, engine_start_s, self.endpoint)
+        log.info(
+            "%s: engine up in %.1f s, registered at %s",
+            self.worker_id,
+            engine_start_s,
+            self.endpoint,
+        )
         beat = asyncio.create_task(self._heartbeats())
         recv = asyncio.create_task(self._receive())
         await self.stopping.wait()
@@ -120,7 +125,12 @@ class WorkerRunner:
             case Welcome():
                 self.heartbeat_s = msg.heartbeat_s
             case Hints():
-                log.debug("%s: hints retain=%d release=%d", self.worker_id, len(msg.retain), len(msg.release))
+                log.debug(
+                    "%s: hints retain=%d release=%d",
+                    self.worker_id,
+                    len(msg.retain),
+                    len(msg.release),
+                )
             case Shutdown():
                 self.stopping.set()
             case _:
@@ -146,7 +156,9 @@ class WorkerRunner:
         parts: list[str] = []
         out_tokens, cached, reason = 0, 0, "stop"
         try:
-            async for out in self.engine.generate(prompt, params, msg.call_id, priority=msg.priority):
+            async for out in self.engine.generate(
+                prompt, params, msg.call_id, priority=msg.priority
+            ):
                 completion = out.outputs[0]
                 if completion.token_ids and first is None:
                     first = time.monotonic() - t0
@@ -154,7 +166,9 @@ class WorkerRunner:
                 cached = out.num_cached_tokens or 0
                 if completion.text:
                     parts.append(completion.text)
-                    await self.send(Tokens(call_id=msg.call_id, text=completion.text, output_tokens=out_tokens))
+                    await self.send(
+                        Tokens(call_id=msg.call_id, text=completion.text, output_tokens=out_tokens)
+                    )
                 if out.finished:
                     reason = completion.finish_reason or "stop"
         except asyncio.CancelledError:
@@ -163,7 +177,9 @@ class WorkerRunner:
             raise
         except Exception as exc:  # an engine error must reach the client, not kill the worker
             log.exception("%s: call %s failed", self.worker_id, msg.call_id)
-            await self.send(Failed(call_id=msg.call_id, message=f"engine error: {exc}", retryable=True))
+            await self.send(
+                Failed(call_id=msg.call_id, message=f"engine error: {exc}", retryable=True)
+            )
             return
         finally:
             self.tasks.pop(msg.call_id, None)
@@ -193,7 +209,7 @@ class WorkerRunner:
                     waiting=snap.waiting,
                     kv_blocks_total=total,
                     kv_blocks_used=round(snap.kv_usage * total),
-                    # vLLM reports usage only; cached-but-free blocks arrive with KV events (issue 7).
+                    # vLLM reports usage only; cached-but-free blocks need KV events.
                     kv_blocks_cached=0,
                     prefix_query_tokens=snap.prefix_query_tokens,
                     prefix_hit_tokens=snap.prefix_hit_tokens,

@@ -22,8 +22,11 @@ class Service:
         return self.harness.url
 
     def client(self, who: str = "alice@physics") -> httpx.Client:
-        return httpx.Client(base_url=self.harness.base, timeout=30,
-                            headers={"Authorization": f"Bearer {self.keys[who]}"})
+        return httpx.Client(
+            base_url=self.harness.base,
+            timeout=30,
+            headers={"Authorization": f"Bearer {self.keys[who]}"},
+        )
 
 
 @pytest.fixture(scope="module")

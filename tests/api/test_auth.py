@@ -9,7 +9,9 @@ from tests.api.conftest import Service
 BODY = {"model": "tiny", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 1}
 
 
-def post(service: Service, headers: dict[str, str], path: str = "/v1/chat/completions") -> httpx.Response:
+def post(
+    service: Service, headers: dict[str, str], path: str = "/v1/chat/completions"
+) -> httpx.Response:
     return httpx.post(service.harness.base + path, json=BODY, headers=headers, timeout=30)
 
 
@@ -47,7 +49,10 @@ def test_revoked_key_is_401(service: Service) -> None:
 
 
 def test_other_accounts_workflow_is_403(service: Service) -> None:
-    alice = {"Authorization": f"Bearer {service.keys['alice@physics']}", "X-Saga-Workflow": "wf-owned"}
+    alice = {
+        "Authorization": f"Bearer {service.keys['alice@physics']}",
+        "X-Saga-Workflow": "wf-owned",
+    }
     bob = {"Authorization": f"Bearer {service.keys['bob@biology']}", "X-Saga-Workflow": "wf-owned"}
     assert post(service, alice).status_code == 200
     r = post(service, bob)

@@ -23,9 +23,21 @@ MSG = [{"role": "user", "content": "hi"}]
         ({"model": "tiny", "messages": MSG, "temperature": 9}, 400, "temperature"),
         ({"model": "tiny", "messages": MSG, "n": 2}, 400, "n"),
         ({"model": "gpt-9", "messages": MSG}, 404, "does not exist"),
-        ({"model": "tiny", "messages": MSG, "metadata": {"workflow_id": "bad id!"}}, 400, "workflow id"),
-        ({"model": "tiny", "messages": [{"role": "user", "content": "word " * 5000}]}, 400, "context"),
-        ({"model": "tiny", "messages": MSG, "metadata": {"workflow_done": "maybe"}}, 400, "true or false"),
+        (
+            {"model": "tiny", "messages": MSG, "metadata": {"workflow_id": "bad id!"}},
+            400,
+            "workflow id",
+        ),
+        (
+            {"model": "tiny", "messages": [{"role": "user", "content": "word " * 5000}]},
+            400,
+            "context",
+        ),
+        (
+            {"model": "tiny", "messages": MSG, "metadata": {"workflow_done": "maybe"}},
+            400,
+            "true or false",
+        ),
         ([1, 2, 3], 400, "valid dictionary"),
     ],
 )
@@ -55,26 +67,40 @@ def test_bad_completion_bodies(service: Service, body: object, needle: str) -> N
 
 @pytest.mark.parametrize(
     "raw",
-    [b"{not json", b"\xff\xfe{\"model\": 1}", b"", b"null", b'{"model": "tiny", "messages": [{"role": "user", "content": "\xff"}]}'],
+    [
+        b"{not json",
+        b'\xff\xfe{"model": 1}',
+        b"",
+        b"null",
+        b'{"model": "tiny", "messages": [{"role": "user", "content": "\xff"}]}',
+    ],
 )
 def test_undecodable_bodies(service: Service, raw: bytes) -> None:
     with service.client() as c:
-        r = c.post("/v1/chat/completions", content=raw, headers={"Content-Type": "application/json"})
+        r = c.post(
+            "/v1/chat/completions", content=raw, headers={"Content-Type": "application/json"}
+        )
     assert r.status_code == 400, r.text
     assert r.json()["error"]["message"]
 
 
 def test_bad_workflow_header(service: Service) -> None:
     with service.client() as c:
-        r = c.post("/v1/chat/completions", json={"model": "tiny", "messages": MSG},
-                   headers={"X-Saga-Workflow": "x" * 300})
+        r = c.post(
+            "/v1/chat/completions",
+            json={"model": "tiny", "messages": MSG},
+            headers={"X-Saga-Workflow": "x" * 300},
+        )
     assert r.status_code == 400
 
 
 def test_oversize_header_is_rejected(service: Service) -> None:
     with service.client() as c:
-        r = c.post("/v1/chat/completions", json={"model": "tiny", "messages": MSG},
-                   headers={"X-Junk": "y" * 100_000})
+        r = c.post(
+            "/v1/chat/completions",
+            json={"model": "tiny", "messages": MSG},
+            headers={"X-Junk": "y" * 100_000},
+        )
     assert 400 <= r.status_code < 500
 
 

@@ -11,7 +11,11 @@ from tests.api.conftest import Service
 
 
 def chat(n: int = 4, **extra: object) -> dict[str, object]:
-    return {"model": "tiny", "messages": [{"role": "user", "content": "fix the test"}], "max_tokens": n} | extra
+    return {
+        "model": "tiny",
+        "messages": [{"role": "user", "content": "fix the test"}],
+        "max_tokens": n,
+    } | extra
 
 
 def test_chat_completion_whole(service: Service) -> None:
@@ -27,8 +31,14 @@ def test_chat_completion_whole(service: Service) -> None:
 
 
 def test_chat_completion_streams_chunks_then_done(service: Service) -> None:
-    with service.client() as c, c.stream("POST", "/v1/chat/completions",
-                                         json=chat(3, stream=True, stream_options={"include_usage": True})) as r:
+    with (
+        service.client() as c,
+        c.stream(
+            "POST",
+            "/v1/chat/completions",
+            json=chat(3, stream=True, stream_options={"include_usage": True}),
+        ) as r,
+    ):
         assert r.status_code == 200
         lines = [ln for ln in r.iter_lines() if ln]
     assert lines[-1] == "data: [DONE]"
@@ -58,8 +68,10 @@ def test_workflow_calls_become_an_aeg(service: Service) -> None:
     headers = {"X-Saga-Workflow": "wf-aeg-1", "X-Saga-Next-Tool": "pytest"}
     with service.client() as c:
         assert c.post("/v1/chat/completions", json=chat(2), headers=headers).status_code == 200
-        r = c.post("/v1/chat/completions", json=chat(2, metadata={"workflow_id": "wf-aeg-1",
-                                                                  "workflow_done": "true"}))
+        r = c.post(
+            "/v1/chat/completions",
+            json=chat(2, metadata={"workflow_id": "wf-aeg-1", "workflow_done": "true"}),
+        )
     assert r.status_code == 200
     story = service.store.workflow_story("wf-aeg-1")
     assert [call.output_tokens for call in story.calls] == [2, 2]
@@ -79,8 +91,14 @@ def test_ledger_row_exists_when_response_arrives(service: Service) -> None:
 def test_metrics_expose_counts_not_prompts(service: Service) -> None:
     secret_prompt = "the-secret-prompt-text-42"
     with service.client() as c:
-        c.post("/v1/chat/completions", json={"model": "tiny", "max_tokens": 1,
-                                             "messages": [{"role": "user", "content": secret_prompt}]})
+        c.post(
+            "/v1/chat/completions",
+            json={
+                "model": "tiny",
+                "max_tokens": 1,
+                "messages": [{"role": "user", "content": secret_prompt}],
+            },
+        )
         text = c.get("/metrics").text
     assert "saga_calls_total" in text
     assert secret_prompt not in text
@@ -89,8 +107,13 @@ def test_metrics_expose_counts_not_prompts(service: Service) -> None:
 
 @pytest.mark.parametrize("stream", [False, True])
 def test_same_prompt_is_cached_only_within_an_account(service: Service, stream: bool) -> None:
-    prompt = {"model": "tiny", "max_tokens": 1, "messages": [{"role": "user", "content": f"stream={stream} " + "word " * 200}],
-              "stream": stream, "stream_options": {"include_usage": True} if stream else None}
+    prompt = {
+        "model": "tiny",
+        "max_tokens": 1,
+        "messages": [{"role": "user", "content": f"stream={stream} " + "word " * 200}],
+        "stream": stream,
+        "stream_options": {"include_usage": True} if stream else None,
+    }
     prompt = {k: v for k, v in prompt.items() if v is not None}
     cached = {}
     for who in ("alice@physics", "bob@biology", "carol@physics"):

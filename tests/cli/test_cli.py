@@ -27,7 +27,9 @@ def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
 def test_accounts_keys_round_trip(db: str, capsys: pytest.CaptureFixture[str]) -> None:
     assert run(capsys, "accounts", "add", "physics", "--fairshare", "3", "--db", db)[0] == 0
     assert run(capsys, "accounts", "add-user", "alice", "--account", "physics", "--db", db)[0] == 0
-    code, out, _ = run(capsys, "keys", "create", "--user", "alice", "--account", "physics", "--db", db)
+    code, out, _ = run(
+        capsys, "keys", "create", "--user", "alice", "--account", "physics", "--db", db
+    )
     assert code == 0
     secret = out.splitlines()[-1]
     assert secret.startswith("saga-")
@@ -53,23 +55,29 @@ def test_accounts_keys_round_trip(db: str, capsys: pytest.CaptureFixture[str]) -
         (["keys", "create", "--user", "a", "--account", "b", "--ttl-days", "-1"], "--ttl-days"),
     ],
 )
-def test_bad_input_exits_2_with_one_line(db: str, capsys: pytest.CaptureFixture[str], argv: list[str],
-                                         needle: str) -> None:
+def test_bad_input_exits_2_with_one_line(
+    db: str, capsys: pytest.CaptureFixture[str], argv: list[str], needle: str
+) -> None:
     code, _, err = run(capsys, *argv, "--db", db)
     assert code == 2
     assert len(err.strip().splitlines()) == 1 and needle in err, err
 
 
-@pytest.mark.parametrize("argv", [["nonsense"], ["keys"], ["keys", "create"], ["demo", "--workflows", "x"]])
+@pytest.mark.parametrize(
+    "argv", [["nonsense"], ["keys"], ["keys", "create"], ["demo", "--workflows", "x"]]
+)
 def test_bad_arguments_exit_2(capsys: pytest.CaptureFixture[str], argv: list[str]) -> None:
     code, _, err = run(capsys, *argv)
     assert code == 2
     assert len(err.strip().splitlines()) == 1 and err.startswith("saga-hpc: error:")
 
 
-def test_serve_without_launcher_says_how(tmp_path: Path, tiny_model: Path,
-                                         capsys: pytest.CaptureFixture[str],
-                                         monkeypatch: pytest.MonkeyPatch) -> None:
+def test_serve_without_launcher_says_how(
+    tmp_path: Path,
+    tiny_model: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     for var in ("OMPI_COMM_WORLD_SIZE", "PMIX_RANK", "PMI_RANK", "PMI_SIZE"):
         monkeypatch.delenv(var, raising=False)
     code, _, err = run(capsys, "serve", "--model", str(tiny_model))
@@ -84,11 +92,25 @@ def test_workflow_show_tells_the_story(db: str, capsys: pytest.CaptureFixture[st
     store = Store.open(db)
     store.upgrade()
     for i, tool in enumerate(["pytest", None]):
-        store.record_call(CallRecord(
-            call_id=f"c{i}", workflow_id="wf-story", account="physics", user="alice", model="tiny",
-            worker="w2", prompt_tokens=640, cached_tokens=320 * i, output_tokens=20, arrived_at=100.0 + 5 * i,
-            dispatched_at=100.0 + 5 * i, first_token_at=None, finished_at=101.0 + 5 * i, worker_time_s=0.9,
-            next_tool=tool))
+        store.record_call(
+            CallRecord(
+                call_id=f"c{i}",
+                workflow_id="wf-story",
+                account="physics",
+                user="alice",
+                model="tiny",
+                worker="w2",
+                prompt_tokens=640,
+                cached_tokens=320 * i,
+                output_tokens=20,
+                arrived_at=100.0 + 5 * i,
+                dispatched_at=100.0 + 5 * i,
+                first_token_at=None,
+                finished_at=101.0 + 5 * i,
+                worker_time_s=0.9,
+                next_tool=tool,
+            )
+        )
     store.close()
     code, out, _ = run(capsys, "workflow", "show", "wf-story", "--db", db)
     assert code == 0

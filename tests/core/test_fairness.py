@@ -11,8 +11,10 @@ from saga_hpc.core.types import CallOutcome, CallSpec, Dispatch
 
 
 def test_afs_serves_tenants_by_their_weights() -> None:
-    s = make_scheduler("saga", cost=CostModel(call_overhead_s=1.0, decode_tokens_per_s=1e9,
-                                               prefill_tokens_per_s=1e9))
+    s = make_scheduler(
+        "saga",
+        cost=CostModel(call_overhead_s=1.0, decode_tokens_per_s=1e9, prefill_tokens_per_s=1e9),
+    )
     s.update_shares({"a": 3.0, "b": 1.0}, 0.0)
     s.add_worker("w", slots=1, kv_capacity_tokens=1, now=0.0)
     for i in range(40):
@@ -44,7 +46,9 @@ def test_plas_prefers_the_workflow_with_least_service() -> None:
     weights=st.tuples(st.integers(1, 5), st.integers(1, 5), st.integers(1, 5)),
     costs=st.lists(st.integers(1, 50), min_size=90, max_size=90),
 )
-def test_afs_deviation_stays_within_its_bound(weights: tuple[int, int, int], costs: list[int]) -> None:
+def test_afs_deviation_stays_within_its_bound(
+    weights: tuple[int, int, int], costs: list[int]
+) -> None:
     """While all tenants are backlogged, |S_i/w_i - S_j/w_j| <= C_max (1/w_i + 1/w_j)."""
     cost = CostModel(call_overhead_s=0.0, prefill_tokens_per_s=1.0, decode_tokens_per_s=1e12)
     s = make_scheduler("saga", cost=cost)
@@ -67,7 +71,9 @@ def test_afs_deviation_stays_within_its_bound(weights: tuple[int, int, int], cos
         served[tenant] += prompt[running]
         left[tenant] -= 1
         now += 1.0
-        decisions = s.complete(CallOutcome(running, "w", now, prompt[running], 0, 0, None, True), now)
+        decisions = s.complete(
+            CallOutcome(running, "w", now, prompt[running], 0, 0, None, True), now
+        )
         if all(n > 0 for n in left.values()):
             for i in tenants:
                 for j in tenants:

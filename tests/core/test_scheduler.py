@@ -10,13 +10,26 @@ from saga_hpc.core.systems import SYSTEMS, make_scheduler
 from saga_hpc.core.types import CallOutcome, CallSpec, Dispatch, Release, Retain
 
 
-def spec(call: str, wf: str, tenant: str = "a", prompt: int = 100, at: float = 0.0, hashes: tuple[int, ...] = (),
-         task_class: str = "default") -> CallSpec:
+def spec(
+    call: str,
+    wf: str,
+    tenant: str = "a",
+    prompt: int = 100,
+    at: float = 0.0,
+    hashes: tuple[int, ...] = (),
+    task_class: str = "default",
+) -> CallSpec:
     return CallSpec(call, wf, tenant, prompt, 16, at, task_class, hashes)
 
 
-def done(call: str, worker: str, at: float, tool: str | None = "bash", final: bool = False,
-         prompt: int = 100) -> CallOutcome:
+def done(
+    call: str,
+    worker: str,
+    at: float,
+    tool: str | None = "bash",
+    final: bool = False,
+    prompt: int = 100,
+) -> CallOutcome:
     return CallOutcome(call, worker, at, prompt, 0, 16, None if final else tool, final)
 
 
@@ -86,7 +99,9 @@ def test_ttl_pins_on_tool_call_and_lapses() -> None:
     s = two_workers("continuum", ttl_s=5.0)
     s.submit(spec("c1", "A"), 0.0)
     decisions = s.complete(done("c1", "w1", 1.0, tool="pytest"), 1.0)
-    assert [d for d in decisions if isinstance(d, Retain)] == [Retain("w1", "A", 6.0, 1.0, "done-c1")]
+    assert [d for d in decisions if isinstance(d, Retain)] == [
+        Retain("w1", "A", 6.0, 1.0, "done-c1")
+    ]
     assert s.tick(5.9) == []
     assert s.tick(6.0) == [Release("w1", "A", "lapse-A")]
 
@@ -119,7 +134,11 @@ def test_aeg_scores_likely_returns_higher() -> None:
     retention.on_abandon("default", "submit_patch")  # type: ignore[attr-defined]
     s.submit(spec("x1", "X"), 0.0)
     s.submit(spec("y1", "Y"), 0.0)
-    hx = [d for d in s.complete(done("x1", "w1", 1.0, tool="submit_patch"), 1.0) if isinstance(d, Retain)]
+    hx = [
+        d
+        for d in s.complete(done("x1", "w1", 1.0, tool="submit_patch"), 1.0)
+        if isinstance(d, Retain)
+    ]
     hy = [d for d in s.complete(done("y1", "w2", 1.0, tool="bash"), 1.0) if isinstance(d, Retain)]
     assert hx[0].reuse_score < hy[0].reuse_score
 

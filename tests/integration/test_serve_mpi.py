@@ -18,7 +18,9 @@ pytestmark = [pytest.mark.vllm, pytest.mark.mpi, pytest.mark.timeout(900)]
 
 
 @pytest.fixture(scope="module")
-def served(tiny_model: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[ServiceProcess, Store, dict[str, str]]]:
+def served(
+    tiny_model: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[ServiceProcess, Store, dict[str, str]]]:
     run_dir = tmp_path_factory.mktemp("serve")
     db = f"sqlite:///{run_dir / 'saga.db'}"
     store = Store.open(db)
@@ -34,25 +36,45 @@ def served(tiny_model: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterat
     store.close()
 
 
-async def _workflow(url: str, key: str, wf: str, turns: int) -> list[tuple[int, int, int, str | None]]:
+async def _workflow(
+    url: str, key: str, wf: str, turns: int
+) -> list[tuple[int, int, int, str | None]]:
     """An agent: each turn appends the answer and a tool output, so the prompt grows
     on a fixed prefix; returns (prompt, cached, output, worker) per call."""
     client = openai.AsyncOpenAI(base_url=url, api_key=key, max_retries=0, timeout=120)
-    messages = [{"role": "system", "content": "agent " * 150}, {"role": "user", "content": f"task {wf}"}]
+    messages = [
+        {"role": "system", "content": "agent " * 150},
+        {"role": "user", "content": f"task {wf}"},
+    ]
     seen = []
     for t in range(turns):
         headers = {"X-Saga-Workflow": wf}
-        headers |= {"X-Saga-Workflow-End": "true"} if t == turns - 1 else {"X-Saga-Next-Tool": "bash"}
+        headers |= (
+            {"X-Saga-Workflow-End": "true"} if t == turns - 1 else {"X-Saga-Next-Tool": "bash"}
+        )
         raw = await client.chat.completions.with_raw_response.create(
-            model="tiny", messages=messages, max_tokens=8, temperature=0, extra_headers=headers,  # type: ignore[arg-type]
-            extra_body={"ignore_eos": True})
+            model="tiny",
+            messages=messages,
+            max_tokens=8,
+            temperature=0,
+            extra_headers=headers,  # type: ignore[arg-type]
+            extra_body={"ignore_eos": True},
+        )
         resp = raw.parse()
         u = resp.usage
         assert u is not None and u.prompt_tokens_details is not None
-        seen.append((u.prompt_tokens, u.prompt_tokens_details.cached_tokens or 0, u.completion_tokens,
-                     raw.headers.get("x-saga-worker")))
-        messages += [{"role": "assistant", "content": resp.choices[0].message.content or ""},
-                     {"role": "user", "content": "tool output " * 40}]
+        seen.append(
+            (
+                u.prompt_tokens,
+                u.prompt_tokens_details.cached_tokens or 0,
+                u.completion_tokens,
+                raw.headers.get("x-saga-worker"),
+            )
+        )
+        messages += [
+            {"role": "assistant", "content": resp.choices[0].message.content or ""},
+            {"role": "user", "content": "tool output " * 40},
+        ]
         await asyncio.sleep(0.2)
     await client.close()
     return seen
@@ -62,10 +84,12 @@ def test_two_workflows_concurrently(served: tuple[ServiceProcess, Store, dict[st
     svc, store, keys = served
 
     async def both() -> list[list[tuple[int, int, int, str | None]]]:
-        return list(await asyncio.gather(
-            _workflow(svc.url, keys["physics"], "int-physics-1", 3),
-            _workflow(svc.url, keys["biology"], "int-biology-1", 3),
-        ))
+        return list(
+            await asyncio.gather(
+                _workflow(svc.url, keys["physics"], "int-physics-1", 3),
+                _workflow(svc.url, keys["biology"], "int-biology-1", 3),
+            )
+        )
 
     physics, biology = asyncio.run(both())
     for calls in (physics, biology):
@@ -75,7 +99,10 @@ def test_two_workflows_concurrently(served: tuple[ServiceProcess, Store, dict[st
         assert all(c[1] > 0 for c in calls[1:]), calls
         assert len({c[3] for c in calls}) == 1, "affinity: one workflow stays on one worker"
 
-    for wf, account, calls in (("int-physics-1", "physics", physics), ("int-biology-1", "biology", biology)):
+    for wf, account, calls in (
+        ("int-physics-1", "physics", physics),
+        ("int-biology-1", "biology", biology),
+    ):
         story = store.workflow_story(wf)
         assert [c.prompt_tokens for c in story.calls] == [c[0] for c in calls]
         assert [c.cached_tokens for c in story.calls] == [c[1] for c in calls]
@@ -91,12 +118,19 @@ def test_two_workflows_concurrently(served: tuple[ServiceProcess, Store, dict[st
     assert usage["physics"].prompt_tokens == sum(c[0] for c in physics)
 
 
-def test_streaming_through_real_engine(served: tuple[ServiceProcess, Store, dict[str, str]]) -> None:
+def test_streaming_through_real_engine(
+    served: tuple[ServiceProcess, Store, dict[str, str]],
+) -> None:
     svc, _, keys = served
     client = openai.OpenAI(base_url=svc.url, api_key=keys["physics"], max_retries=0)
     stream = client.chat.completions.create(
-        model="tiny", messages=[{"role": "user", "content": "stream please"}], max_tokens=6, stream=True,
-        stream_options={"include_usage": True}, extra_body={"ignore_eos": True})
+        model="tiny",
+        messages=[{"role": "user", "content": "stream please"}],
+        max_tokens=6,
+        stream=True,
+        stream_options={"include_usage": True},
+        extra_body={"ignore_eos": True},
+    )
     chunks = list(stream)
     assert chunks[-1].usage is not None and chunks[-1].usage.completion_tokens == 6
     assert sum(1 for ch in chunks if ch.choices and ch.choices[0].delta.content) >= 1

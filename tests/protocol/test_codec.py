@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+
 import msgpack
 import pytest
 from hypothesis import given
@@ -26,16 +28,52 @@ from saga_hpc.protocol import (
 )
 
 SAMPLES = [
-    Register(worker_id="w1", rank=1, host="n1", pid=42, model="tiny", slots=16,
-             kv_capacity_tokens=65536, block_size=32, engine_start_s=17.5),
+    Register(
+        worker_id="w1",
+        rank=1,
+        host="n1",
+        pid=42,
+        model="tiny",
+        slots=16,
+        kv_capacity_tokens=65536,
+        block_size=32,
+        engine_start_s=17.5,
+    ),
     Welcome(worker_id="w1", heartbeat_s=1.0),
-    Heartbeat(worker_id="w1", running=2, waiting=0, kv_blocks_total=100, kv_blocks_used=10,
-              kv_blocks_cached=5, prefix_query_tokens=1000, prefix_hit_tokens=640),
-    Submit(call_id="c1", workflow_id="wf", prompt_token_ids=[1, 2, 3], max_tokens=8, temperature=0.0,
-           top_p=1.0, seed=None, stop=["\n"], priority=-3, cache_salt="acct-x", ignore_eos=True),
+    Heartbeat(
+        worker_id="w1",
+        running=2,
+        waiting=0,
+        kv_blocks_total=100,
+        kv_blocks_used=10,
+        kv_blocks_cached=5,
+        prefix_query_tokens=1000,
+        prefix_hit_tokens=640,
+    ),
+    Submit(
+        call_id="c1",
+        workflow_id="wf",
+        prompt_token_ids=[1, 2, 3],
+        max_tokens=8,
+        temperature=0.0,
+        top_p=1.0,
+        seed=None,
+        stop=["\n"],
+        priority=-3,
+        cache_salt="acct-x",
+        ignore_eos=True,
+    ),
     Tokens(call_id="c1", text="hé", output_tokens=1),
-    Done(call_id="c1", text="hé", prompt_tokens=3, cached_tokens=0, output_tokens=1,
-         finish_reason="length", engine_time_s=0.01, first_token_s=None),
+    Done(
+        call_id="c1",
+        text="hé",
+        prompt_tokens=3,
+        cached_tokens=0,
+        output_tokens=1,
+        finish_reason="length",
+        engine_time_s=0.01,
+        first_token_s=None,
+    ),
     Failed(call_id="c1", message="boom", retryable=True),
     Cancel(call_id="c1"),
     Hints(retain=[("wf", 12.5, 0.9)], release=["wf2"]),
@@ -67,8 +105,14 @@ def _frame(**body: object) -> bytes:
         (_frame(v=PROTOCOL_VERSION, t="cancel"), "missing field 'call_id'"),
         (_frame(v=PROTOCOL_VERSION, t="cancel", call_id=5), "Cancel.call_id: bad value"),
         (_frame(v=PROTOCOL_VERSION, t="cancel", call_id="c", extra=1), "unknown fields ['extra']"),
-        (_frame(v=PROTOCOL_VERSION, t="tokens", call_id="c", text="x", output_tokens=True), "bad value"),
-        (_frame(v=PROTOCOL_VERSION, t="hints", retain=[["wf", "soon", 1.0]], release=[]), "bad value"),
+        (
+            _frame(v=PROTOCOL_VERSION, t="tokens", call_id="c", text="x", output_tokens=True),
+            "bad value",
+        ),
+        (
+            _frame(v=PROTOCOL_VERSION, t="hints", retain=[["wf", "soon", 1.0]], release=[]),
+            "bad value",
+        ),
     ],
 )
 def test_bad_frames_are_rejected(frame: bytes, error: str) -> None:
@@ -78,14 +122,22 @@ def test_bad_frames_are_rejected(frame: bytes, error: str) -> None:
 
 @given(st.binary(max_size=64))
 def test_arbitrary_bytes_never_crash(data: bytes) -> None:
-    try:
+    with contextlib.suppress(ProtocolError):
         decode(data)
-    except ProtocolError:
-        pass
 
 
 @given(st.lists(st.integers(min_value=0, max_value=2**31 - 1), max_size=50), st.integers(1, 4096))
 def test_submit_round_trips_any_prompt(ids: list[int], max_tokens: int) -> None:
-    msg = Submit(call_id="c", workflow_id="w", prompt_token_ids=ids, max_tokens=max_tokens,
-                 temperature=0.7, top_p=0.9, seed=1, stop=[], priority=0, cache_salt="s")
+    msg = Submit(
+        call_id="c",
+        workflow_id="w",
+        prompt_token_ids=ids,
+        max_tokens=max_tokens,
+        temperature=0.7,
+        top_p=0.9,
+        seed=1,
+        stop=[],
+        priority=0,
+        cache_salt="s",
+    )
     assert decode(encode(msg)) == msg

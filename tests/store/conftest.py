@@ -21,7 +21,8 @@ def _pg_reachable() -> str | None:
             conn.execute(text("select 1"))
         engine.dispose()
     except Exception as exc:  # any failure means: skip with the reason
-        return f"PostgreSQL not reachable at 127.0.0.1:5432 ({type(exc).__name__}); run scripts/services-up.sh"
+        name = type(exc).__name__
+        return f"PostgreSQL not reachable at 127.0.0.1:5432 ({name}); run scripts/services-up.sh"
     return None
 
 

@@ -11,12 +11,35 @@ from saga_hpc.errors import Forbidden, NotFound
 from saga_hpc.store.store import CallRecord, Store
 
 
-def rec(call_id: str, wf: str = "wf1", account: str = "physics", user: str = "alice", *, at: float = 100.0,
-        dur: float = 1.0, next_tool: str | None = "bash", prompt: int = 100, cached: int = 0) -> CallRecord:
-    return CallRecord(call_id=call_id, workflow_id=wf, account=account, user=user, model="tiny", worker="w1",
-                      prompt_tokens=prompt, cached_tokens=cached, output_tokens=8, arrived_at=at,
-                      dispatched_at=at + 0.01, first_token_at=at + 0.1, finished_at=at + dur,
-                      worker_time_s=dur - 0.02, next_tool=next_tool)
+def rec(
+    call_id: str,
+    wf: str = "wf1",
+    account: str = "physics",
+    user: str = "alice",
+    *,
+    at: float = 100.0,
+    dur: float = 1.0,
+    next_tool: str | None = "bash",
+    prompt: int = 100,
+    cached: int = 0,
+) -> CallRecord:
+    return CallRecord(
+        call_id=call_id,
+        workflow_id=wf,
+        account=account,
+        user=user,
+        model="tiny",
+        worker="w1",
+        prompt_tokens=prompt,
+        cached_tokens=cached,
+        output_tokens=8,
+        arrived_at=at,
+        dispatched_at=at + 0.01,
+        first_token_at=at + 0.1,
+        finished_at=at + dur,
+        worker_time_s=dur - 0.02,
+        next_tool=next_tool,
+    )
 
 
 def test_upgrade_is_idempotent(db_url: str) -> None:
@@ -45,8 +68,17 @@ def test_key_needs_an_association(store: Store) -> None:
 def test_authenticate_tells_401_from_403(store: Store) -> None:
     key_id, secret = store.create_api_key("alice", "physics")
     ok = store.authenticate(secret)
-    assert ok.principal is not None and (ok.principal.user, ok.principal.account) == ("alice", "physics")
-    for bad in ("", "saga-", "nonsense", secret[:-1] + ("A" if secret[-1] != "A" else "B"), "saga-zzzzzzzzzzzz-x"):
+    assert ok.principal is not None and (ok.principal.user, ok.principal.account) == (
+        "alice",
+        "physics",
+    )
+    for bad in (
+        "",
+        "saga-",
+        "nonsense",
+        secret[:-1] + ("A" if secret[-1] != "A" else "B"),
+        "saga-zzzzzzzzzzzz-x",
+    ):
         result = store.authenticate(bad)
         assert result.principal is None and not result.forbidden
     assert store.remove_association("alice", "physics")
@@ -103,7 +135,9 @@ def test_unknown_workflow(store: Store) -> None:
 
 
 def test_account_usage_and_tct(store: Store) -> None:
-    for i, (account, user) in enumerate([("physics", "alice"), ("physics", "alice"), ("biology", "bob")]):
+    for i, (account, user) in enumerate(
+        [("physics", "alice"), ("physics", "alice"), ("biology", "bob")]
+    ):
         wf = f"wf{i}"
         store.record_call(rec(f"{wf}-a", wf, account, user, at=100.0, dur=1.0))
         store.record_call(rec(f"{wf}-b", wf, account, user, at=103.0 + i, dur=1.0, next_tool=None))

@@ -17,13 +17,32 @@ import time
 import zmq
 import zmq.asyncio
 
-from saga_hpc.protocol import Bye, Cancel, Done, Heartbeat, Register, Shutdown, Submit, Tokens, decode, encode
+from saga_hpc.protocol import (
+    Bye,
+    Cancel,
+    Done,
+    Heartbeat,
+    Register,
+    Shutdown,
+    Submit,
+    Tokens,
+    decode,
+    encode,
+)
 
 
 class FakeWorker:
-    def __init__(self, endpoint: str, worker_id: str, *, slots: int = 16, delay_s: float = 0.0,
-                 block_size: int = 32, stream_every: int = 1,
-                 seen_blocks: set[tuple[str, tuple[int, ...]]] | None = None) -> None:
+    def __init__(
+        self,
+        endpoint: str,
+        worker_id: str,
+        *,
+        slots: int = 16,
+        delay_s: float = 0.0,
+        block_size: int = 32,
+        stream_every: int = 1,
+        seen_blocks: set[tuple[str, tuple[int, ...]]] | None = None,
+    ) -> None:
         self.endpoint = endpoint
         self.worker_id = worker_id
         self.slots = slots
@@ -43,9 +62,21 @@ class FakeWorker:
         sock.setsockopt_string(zmq.IDENTITY, self.worker_id)
         sock.connect(self.endpoint)
         self.sock = sock
-        await sock.send(encode(Register(
-            worker_id=self.worker_id, rank=0, host="fake", pid=os.getpid(), model="tiny",
-            slots=self.slots, kv_capacity_tokens=65536, block_size=self.block_size, engine_start_s=0.0)))
+        await sock.send(
+            encode(
+                Register(
+                    worker_id=self.worker_id,
+                    rank=0,
+                    host="fake",
+                    pid=os.getpid(),
+                    model="tiny",
+                    slots=self.slots,
+                    kv_capacity_tokens=65536,
+                    block_size=self.block_size,
+                    engine_start_s=0.0,
+                )
+            )
+        )
         beat = asyncio.create_task(self._beat())
         try:
             while not stop.is_set():
@@ -88,17 +119,40 @@ class FakeWorker:
                 if self.delay_s:
                     await asyncio.sleep(self.delay_s)
                 if (i + 1) % self.stream_every == 0:
-                    await self.sock.send(encode(Tokens(call_id=msg.call_id, text="tok ", output_tokens=i + 1)))
-            await self.sock.send(encode(Done(
-                call_id=msg.call_id, text="tok " * msg.max_tokens, prompt_tokens=len(msg.prompt_token_ids),
-                cached_tokens=cached, output_tokens=msg.max_tokens, finish_reason="length",
-                engine_time_s=time.monotonic() - t0, first_token_s=0.0)))
+                    await self.sock.send(
+                        encode(Tokens(call_id=msg.call_id, text="tok ", output_tokens=i + 1))
+                    )
+            await self.sock.send(
+                encode(
+                    Done(
+                        call_id=msg.call_id,
+                        text="tok " * msg.max_tokens,
+                        prompt_tokens=len(msg.prompt_token_ids),
+                        cached_tokens=cached,
+                        output_tokens=msg.max_tokens,
+                        finish_reason="length",
+                        engine_time_s=time.monotonic() - t0,
+                        first_token_s=0.0,
+                    )
+                )
+            )
         self.tasks.pop(msg.call_id, None)
 
     async def _beat(self) -> None:
         while True:
             if not self.silent:
-                await self.sock.send(encode(Heartbeat(
-                    worker_id=self.worker_id, running=len(self.tasks), waiting=0, kv_blocks_total=2048,
-                    kv_blocks_used=0, kv_blocks_cached=0, prefix_query_tokens=0, prefix_hit_tokens=0)))
+                await self.sock.send(
+                    encode(
+                        Heartbeat(
+                            worker_id=self.worker_id,
+                            running=len(self.tasks),
+                            waiting=0,
+                            kv_blocks_total=2048,
+                            kv_blocks_used=0,
+                            kv_blocks_cached=0,
+                            prefix_query_tokens=0,
+                            prefix_hit_tokens=0,
+                        )
+                    )
+                )
             await asyncio.sleep(0.5)

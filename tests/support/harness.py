@@ -14,11 +14,25 @@ from tests.support.fake_worker import FakeWorker
 
 
 class HeadHarness:
-    def __init__(self, model_dir: Path, db_url: str, *, workers: int = 2, system: str = "saga",
-                 **worker_kwargs: Any) -> None:
+    def __init__(
+        self,
+        model_dir: Path,
+        db_url: str,
+        *,
+        workers: int = 2,
+        system: str = "saga",
+        **worker_kwargs: Any,
+    ) -> None:
         self.opts = ServeOptions(
-            model_dir=str(model_dir), served_name="tiny", db_url=db_url, host="127.0.0.1", port=0,
-            endpoint_file=None, expected_workers=workers, system=system, ready_timeout_s=30,
+            model_dir=str(model_dir),
+            served_name="tiny",
+            db_url=db_url,
+            host="127.0.0.1",
+            port=0,
+            endpoint_file=None,
+            expected_workers=workers,
+            system=system,
+            ready_timeout_s=30,
             drain_s=2.0,
         )
         self.n_workers = workers
@@ -61,6 +75,8 @@ class HeadHarness:
             raise RuntimeError(f"head did not start: {self.error!r}")
         return self
 
-    def __exit__(self, t: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None) -> None:
+    def __exit__(
+        self, t: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
         self.runtime.stop()
         self._thread.join(30)

@@ -14,15 +14,37 @@ from typing import Any
 
 
 class ServiceProcess:
-    def __init__(self, model: Path, db_url: str, run_dir: Path, *, workers: int = 2,
-                 extra: list[str] | None = None, ready_timeout_s: float = 400) -> None:
+    def __init__(
+        self,
+        model: Path,
+        db_url: str,
+        run_dir: Path,
+        *,
+        workers: int = 2,
+        extra: list[str] | None = None,
+        ready_timeout_s: float = 400,
+    ) -> None:
         self.run_dir = run_dir
         self.endpoint_file = run_dir / "endpoint.json"
         self.log_path = run_dir / "serve.log"
         self.ready_timeout_s = ready_timeout_s
-        self.cmd = [sys.executable, "-m", "saga_hpc.cli.main", "serve", "--model", str(model),
-                    "--db", db_url, "--port", "0", "--workers", str(workers),
-                    "--endpoint-file", str(self.endpoint_file), *(extra or [])]
+        self.cmd = [
+            sys.executable,
+            "-m",
+            "saga_hpc.cli.main",
+            "serve",
+            "--model",
+            str(model),
+            "--db",
+            db_url,
+            "--port",
+            "0",
+            "--workers",
+            str(workers),
+            "--endpoint-file",
+            str(self.endpoint_file),
+            *(extra or []),
+        ]
         self.proc: subprocess.Popen[bytes] | None = None
         self.info: dict[str, Any] = {}
 
@@ -39,8 +61,10 @@ class ServiceProcess:
 
     def __enter__(self) -> ServiceProcess:
         self.run_dir.mkdir(parents=True, exist_ok=True)
-        log = open(self.log_path, "wb")  # noqa: SIM115 - the child owns it
-        self.proc = subprocess.Popen(self.cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        log = open(self.log_path, "wb")
+        self.proc = subprocess.Popen(
+            self.cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
         deadline = time.monotonic() + self.ready_timeout_s
         while not self.endpoint_file.is_file():
             if self.proc.poll() is not None or time.monotonic() > deadline:
@@ -50,7 +74,9 @@ class ServiceProcess:
         self.info = json.loads(self.endpoint_file.read_text())
         return self
 
-    def __exit__(self, t: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None) -> None:
+    def __exit__(
+        self, t: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
         if self.proc is None:
             return
         try:
