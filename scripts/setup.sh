@@ -34,7 +34,8 @@ want="$(cat "$here/pyproject.toml" | sha256sum | cut -c1-16)-$extras"
 point_here() {
   # The dependencies are shared; the editable link must name *this* checkout.
   local at
-  at="$("$venv/bin/python" -c 'import saga_hpc,os;print(os.path.dirname(os.path.dirname(saga_hpc.__file__)))' 2>/dev/null || true)"
+  # From / so that a saga_hpc in the current directory does not answer instead.
+  at="$(cd / && "$venv/bin/python" -c 'import saga_hpc,os;print(os.path.dirname(os.path.dirname(saga_hpc.__file__)))' 2>/dev/null || true)"
   if [[ "$at" != "$here" ]]; then
     log "linking $here into $venv"
     "${pip[@]}" --no-deps --no-build-isolation -e "$here"
