@@ -43,6 +43,8 @@ class ServeOptions:
     block_size: int = 32
     ready_timeout_s: float = 600.0
     drain_s: float = 30.0
+    heartbeat_s: float = 1.0
+    worker_timeout_s: float = 5.0
 
 
 class _Server(uvicorn.Server):
@@ -112,7 +114,12 @@ class HeadRuntime:
         prompts = PromptBuilder(opts.model_dir, opts.max_model_len)
         scheduler = make_scheduler(opts.system, block_tokens=opts.block_size)
         scheduler.update_shares(store.shares(), time.time())
-        head = self.head = HeadService(HeadSettings(), store, scheduler, opts.served_name)
+        head = self.head = HeadService(
+            HeadSettings(heartbeat_s=opts.heartbeat_s, worker_timeout_s=opts.worker_timeout_s),
+            store,
+            scheduler,
+            opts.served_name,
+        )
         endpoint = self.bind_zmq(head)
         self.announce(endpoint)
         head.start()

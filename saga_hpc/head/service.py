@@ -246,7 +246,9 @@ class HeadService:
                 self._on_failed(msg, now)
             case Bye():
                 self._apply(self.scheduler.remove_worker(msg.worker_id, now))
-                self.registry.remove(msg.worker_id)
+                gone = self.registry.remove(msg.worker_id)
+                if gone is not None and gone.alive:
+                    self.metrics.workers_alive.dec()
                 self._byes.put_nowait(msg.worker_id)
             case _:
                 log.error("unexpected %s from a worker", type(msg).__name__)

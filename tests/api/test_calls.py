@@ -135,7 +135,11 @@ def test_prefix_hashes_chain_and_salt() -> None:
     ids = list(range(100))
     a = prefix_hashes(ids, 32, "acct-a")
     assert len(a) == 3  # only full blocks
-    assert prefix_hashes(ids[:64] + [7] * 36, 32, "acct-a")[:2] == a[:2]  # shared prefix, same hashes
+    assert (
+        prefix_hashes(ids[:64] + [7] * 36, 32, "acct-a")[:2] == a[:2]
+    )  # shared prefix, same hashes
     assert prefix_hashes(ids[:64] + [7] * 36, 32, "acct-a")[2] != a[2]
-    assert prefix_hashes([9] + ids[1:], 32, "acct-a")[1] != a[1]  # chained: block 1 depends on block 0
+    assert (
+        prefix_hashes([9] + ids[1:], 32, "acct-a")[1] != a[1]
+    )  # chained: block 1 depends on block 0
     assert not set(prefix_hashes(ids, 32, "acct-b")) & set(a)  # salts never match

@@ -54,6 +54,7 @@ class FakeWorker:
         self.calls: list[Submit] = []
         self.tasks: dict[str, asyncio.Task[None]] = {}
         self.silent = False  # stop heartbeating (simulates a hung worker)
+        self.dead = False  # neither answer nor heartbeat (simulates SIGKILL)
 
     async def run(self, stop: asyncio.Event) -> None:
         ctx = zmq.asyncio.Context()
@@ -83,6 +84,8 @@ class FakeWorker:
                 if not await sock.poll(100):
                     continue
                 msg = decode(await sock.recv())
+                if self.dead:
+                    continue
                 if isinstance(msg, Submit):
                     self.calls.append(msg)
                     self.tasks[msg.call_id] = asyncio.create_task(self._serve(msg))
@@ -99,6 +102,12 @@ class FakeWorker:
                 task.cancel()
             sock.close()
             ctx.term()
+
+    def die(self) -> None:
+        """Go silent at once, as a killed process would (the socket stays open)."""
+        self.dead = self.silent = True
+        for task in self.tasks.values():
+            task.cancel()
 
     def _cached(self, msg: Submit) -> int:
         ids = msg.prompt_token_ids

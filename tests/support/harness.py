@@ -21,6 +21,7 @@ class HeadHarness:
         *,
         workers: int = 2,
         system: str = "saga",
+        worker_timeout_s: float = 5.0,
         **worker_kwargs: Any,
     ) -> None:
         self.opts = ServeOptions(
@@ -34,6 +35,8 @@ class HeadHarness:
             system=system,
             ready_timeout_s=30,
             drain_s=2.0,
+            heartbeat_s=min(1.0, worker_timeout_s / 3),
+            worker_timeout_s=worker_timeout_s,
         )
         self.n_workers = workers
         self.worker_kwargs = worker_kwargs
