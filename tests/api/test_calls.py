@@ -140,6 +140,6 @@ def test_prefix_hashes_chain_and_salt() -> None:
     )  # shared prefix, same hashes
     assert prefix_hashes(ids[:64] + [7] * 36, 32, "acct-a")[2] != a[2]
     assert (
-        prefix_hashes([9] + ids[1:], 32, "acct-a")[1] != a[1]
+        prefix_hashes([9, *ids[1:]], 32, "acct-a")[1] != a[1]
     )  # chained: block 1 depends on block 0
     assert not set(prefix_hashes(ids, 32, "acct-b")) & set(a)  # salts never match
