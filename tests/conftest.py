@@ -24,14 +24,23 @@ def _missing(marker: str) -> str | None:
             return "mpirun not found (scripts/setup.sh installs Open MPI)"
         if importlib.util.find_spec("mpi4py") is None:
             return "mpi4py is not installed (scripts/setup.sh builds it)"
+    if marker == "slurm":
+        from saga_hpc.slurm.client import SlurmClient
+
+        return SlurmClient.available()
     return None
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    reasons: dict[str, str | None] = {}
     for item in items:
-        for marker in ("vllm", "mpi"):
-            if item.get_closest_marker(marker) and (reason := _missing(marker)):
-                item.add_marker(pytest.mark.skip(reason=reason))
+        for marker in ("vllm", "mpi", "slurm"):
+            if item.get_closest_marker(marker) is None:
+                continue
+            if marker not in reasons:  # probe each environment once per session
+                reasons[marker] = _missing(marker)
+            if reasons[marker]:
+                item.add_marker(pytest.mark.skip(reason=reasons[marker]))
 
 
 @pytest.fixture(scope="session")

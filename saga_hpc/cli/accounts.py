@@ -33,7 +33,10 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     rm_user.set_defaults(func=_remove_user)
     lst = verbs.add_parser("list", help="accounts, shares and users")
     lst.set_defaults(func=_list)
-    for p in (add, add_user, rm_user, lst):
+    sync = verbs.add_parser("sync", help="mirror accounts, users and fair-share weights from Slurm")
+    sync.add_argument("--cluster", help="Slurm cluster name (default: the local one)")
+    sync.set_defaults(func=_sync)
+    for p in (add, add_user, rm_user, lst, sync):
         add_db_argument(p)
 
 
@@ -92,4 +95,22 @@ def _list(args: argparse.Namespace) -> int:
             f"{name:16s} {parent or '-':12s} {fairshare:9d} {shares.get(name, 0):7.3f} "
             f"{','.join(users.get(name, [])) or '-'}"
         )
+    return 0
+
+
+def _sync(args: argparse.Namespace) -> int:
+    from saga_hpc.slurm.client import SlurmClient, SlurmError
+    from saga_hpc.slurm.sync import sync_accounts
+
+    reason = SlurmClient.available()
+    if reason:
+        raise UsageError(f"cannot sync from Slurm: {reason}")
+    store = open_store(args)
+    try:
+        summary = sync_accounts(SlurmClient(cluster=args.cluster), store)
+    except SlurmError as exc:
+        raise UsageError(str(exc)) from exc
+    finally:
+        store.close()
+    print(f"synced from Slurm: {summary.line()}")
     return 0

@@ -8,6 +8,7 @@ import time
 from saga_hpc.cli._store import open_store
 from saga_hpc.config import add_db_argument
 from saga_hpc.errors import Forbidden, NotFound, UsageError
+from saga_hpc.store.store import Store
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -31,10 +32,19 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         add_db_argument(p)
 
 
-def check_association(store: object, user: str, account: str) -> None:
+def check_association(store: Store, user: str, account: str) -> None:
     """The one place that decides whether a user may get a key for an account.
-    The store mirrors Slurm's associations (`saga-hpc accounts sync`)."""
-    if not store.has_association(user, account):  # type: ignore[attr-defined]
+    On a Slurm cluster the store is first brought in line with Slurm, so a key
+    is issued only for an association Slurm has now."""
+    from saga_hpc.slurm.client import SlurmClient, SlurmError
+    from saga_hpc.slurm.sync import sync_accounts
+
+    if SlurmClient.available() is None:
+        try:
+            sync_accounts(SlurmClient(), store)
+        except SlurmError as exc:
+            raise UsageError(f"cannot check the association in Slurm: {exc}") from exc
+    if not store.has_association(user, account):
         raise UsageError(
             f"user '{user}' has no association with account '{account}' "
             f"(add it in Slurm and run `saga-hpc accounts sync`, or `saga-hpc accounts add-user`)"

@@ -10,6 +10,14 @@ from saga_hpc.cli.main import main
 from saga_hpc.store.store import CallRecord, Store
 
 
+@pytest.fixture(autouse=True)
+def no_slurm(monkeypatch: pytest.MonkeyPatch) -> None:
+    """These tests manage accounts by hand; a live Slurm would be synced in (tests/slurm)."""
+    from saga_hpc.slurm.client import SlurmClient
+
+    monkeypatch.setattr(SlurmClient, "available", staticmethod(lambda: "disabled in this test"))
+
+
 @pytest.fixture
 def db(tmp_path: Path) -> str:
     return f"sqlite:///{tmp_path / 'saga.db'}"
