@@ -14,10 +14,11 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser(
         "load", help="bounded load test of a running service (requests/s, head latency)"
     )
-    p.add_argument("--url", required=True, help="service base URL, e.g. http://127.0.0.1:8000")
-    p.add_argument(
-        "--key", action="append", required=True, help="API key (repeat for several accounts)"
-    )
+    where = p.add_mutually_exclusive_group(required=True)
+    where.add_argument("--url", help="service base URL, e.g. http://127.0.0.1:8000")
+    where.add_argument("--endpoint-file", type=Path, help="the endpoint JSON the service publishes")
+    p.add_argument("--key", action="append", default=[], help="API key (repeat for several accounts)")
+    p.add_argument("--key-file", type=Path, help="read the API key from this file")
     p.add_argument("--workflows", type=int, default=32, help="concurrent workflows (default 32)")
     p.add_argument("--calls", type=int, default=256, help="calls in all (default 256)")
     p.add_argument("--turns", type=int, default=4, help="calls per workflow (default 4)")
@@ -29,11 +30,28 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.set_defaults(func=_load)
 
 
+def endpoint_url(path: Path) -> str:
+    """The URL in a service's published endpoint file."""
+    try:
+        return str(json.loads(path.read_text())["url"])
+    except (OSError, ValueError, KeyError) as exc:
+        raise UsageError(f"cannot read the endpoint from {path}: {exc}") from exc
+
+
 def _load(args: argparse.Namespace) -> int:
     from saga_hpc.client.loadgen import LoadSpec, run_load
 
-    if not args.url.startswith(("http://", "https://")):
-        raise UsageError(f"--url {args.url!r} must start with http:// or https://")
+    url = args.url or endpoint_url(args.endpoint_file)
+    if not url.startswith(("http://", "https://")):
+        raise UsageError(f"--url {url!r} must start with http:// or https://")
+    keys = list(args.key)
+    if args.key_file:
+        try:
+            keys.append(args.key_file.read_text().strip())
+        except OSError as exc:
+            raise UsageError(f"cannot read --key-file: {exc.strerror}") from exc
+    if not keys:
+        raise UsageError("give an API key with --key or --key-file")
     if (
         args.workflows < 1
         or args.calls < 1
@@ -45,8 +63,8 @@ def _load(args: argparse.Namespace) -> int:
             "--workflows, --calls, --turns, --max-tokens and --deadline must be positive"
         )
     spec = LoadSpec(
-        base_url=args.url.rstrip("/").removesuffix("/v1"),
-        keys=tuple(args.key),
+        base_url=url.rstrip("/").removesuffix("/v1"),
+        keys=tuple(keys),
         workflows=args.workflows,
         calls=args.calls,
         turns=args.turns,
