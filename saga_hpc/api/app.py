@@ -132,6 +132,7 @@ def create_app(
         )
         hashes = prefix_hashes(ids, settings.block_size, cache_salt(principal.account))
         ctx = new_context(req, wf, principal, hashes)
+        _check_handover(ctx.spec.workflow_id)
         await gate.admit(ctx.spec.workflow_id, principal, time.time())
         head.submit(ctx)
         run = CallRun(head, ctx, req)
@@ -146,6 +147,24 @@ def create_app(
         if isinstance(first, Done):
             headers["X-Saga-Cached-Tokens"] = str(first.cached_tokens)
         return StreamingResponse(run.chunks(first), media_type="text/event-stream", headers=headers)
+
+    def _check_handover(workflow_id: str) -> None:
+        handover = head.handover
+        if handover.moved_to is not None:
+            raise ApiError(
+                503,
+                f"the service moved to {handover.moved_to}; retry there",
+                code="service_moved",
+                headers={"X-Saga-Endpoint": handover.moved_to, "Retry-After": "0"},
+            )
+        if handover.moving and not gate.known(workflow_id):
+            raise ApiError(
+                503,
+                "the service is handing over to its next Slurm job; "
+                "retry in a few seconds (re-read the endpoint file)",
+                code="service_moving",
+                headers={"Retry-After": "5"},
+            )
 
     def _with_worker(ctx: Any) -> dict[str, str]:
         return saga_headers(ctx) | ({"X-Saga-Worker": ctx.worker_id} if ctx.worker_id else {})

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -100,8 +101,14 @@ def _usage(done: Done) -> dict[str, Any]:
     }
 
 
+_JOB = os.environ.get("SLURM_JOB_ID")
+
+
 def saga_headers(ctx: CallContext) -> dict[str, str]:
-    return {"X-Saga-Call-Id": ctx.call_id, "X-Saga-Workflow": ctx.spec.workflow_id}
+    headers = {"X-Saga-Call-Id": ctx.call_id, "X-Saga-Workflow": ctx.spec.workflow_id}
+    if _JOB:
+        headers["X-Saga-Service-Job"] = _JOB  # which Slurm job served it (handover)
+    return headers
 
 
 class CallRun:

@@ -70,6 +70,10 @@ class WorkflowGate:
         self.max_entries = max_entries
         self._owner: dict[str, str] = {}  # workflow id -> account
 
+    def known(self, workflow_id: str) -> bool:
+        """This head has served the workflow already."""
+        return workflow_id in self._owner
+
     async def admit(self, workflow_id: str, principal: Principal, now: float) -> None:
         owner = self._owner.get(workflow_id)
         if owner is None:

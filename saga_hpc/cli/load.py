@@ -17,7 +17,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     where = p.add_mutually_exclusive_group(required=True)
     where.add_argument("--url", help="service base URL, e.g. http://127.0.0.1:8000")
     where.add_argument("--endpoint-file", type=Path, help="the endpoint JSON the service publishes")
-    p.add_argument("--key", action="append", default=[], help="API key (repeat for several accounts)")
+    p.add_argument(
+        "--key", action="append", default=[], help="API key (repeat for several accounts)"
+    )
     p.add_argument("--key-file", type=Path, help="read the API key from this file")
     p.add_argument("--workflows", type=int, default=32, help="concurrent workflows (default 32)")
     p.add_argument("--calls", type=int, default=256, help="calls in all (default 256)")
@@ -25,6 +27,16 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--max-tokens", type=int, default=16, help="output tokens per call (default 16)")
     p.add_argument(
         "--deadline", type=float, default=300.0, help="stop after this many seconds (default 300)"
+    )
+    p.add_argument(
+        "--tool-seconds", type=float, default=0.0, help="pause between a workflow's calls"
+    )
+    p.add_argument("--prompt-words", type=int, default=60, help="words each turn adds (default 60)")
+    p.add_argument(
+        "--retry",
+        type=float,
+        default=120.0,
+        help="seconds one call keeps retrying 503s and refused connections (default 120)",
     )
     p.add_argument("--json", type=Path, help="write the summary here too")
     p.set_defaults(func=_load)
@@ -50,6 +62,8 @@ def _load(args: argparse.Namespace) -> int:
             keys.append(args.key_file.read_text().strip())
         except OSError as exc:
             raise UsageError(f"cannot read --key-file: {exc.strerror}") from exc
+    if args.prompt_words < 0 or args.retry < 0 or args.tool_seconds < 0:
+        raise UsageError("--prompt-words, --retry and --tool-seconds must not be negative")
     if not keys:
         raise UsageError("give an API key with --key or --key-file")
     if (
@@ -64,6 +78,10 @@ def _load(args: argparse.Namespace) -> int:
         )
     spec = LoadSpec(
         base_url=url.rstrip("/").removesuffix("/v1"),
+        endpoint_file=str(args.endpoint_file) if args.endpoint_file else None,
+        tool_s=args.tool_seconds,
+        prompt_words=args.prompt_words,
+        retry_s=args.retry,
         keys=tuple(keys),
         workflows=args.workflows,
         calls=args.calls,

@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import logging
 import os
+import signal
 import socket
 import sys
 from pathlib import Path
@@ -84,6 +85,9 @@ def _serve(args: argparse.Namespace) -> int:
         if args.workers is None:
             raise UsageError(launch.how_to_launch(f"--model {args.model}"))
         launch.exec_under_mpirun(args.workers + 1, sys.argv[1:])
+    # Slurm's walltime warning is for the head (which installs its handler); until
+    # then, and on every worker rank and engine process, it must not kill anything.
+    signal.signal(signal.SIGUSR1, signal.SIG_IGN)
     logging.basicConfig(
         level=args.log_level, format="%(asctime)s %(name)s %(levelname)s %(message)s"
     )

@@ -8,10 +8,12 @@ Bounded in count (`calls`) and time (`deadline_s`): it never runs open-ended.
 from __future__ import annotations
 
 import asyncio
+import json
 import math
 import statistics
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import httpx
 
@@ -28,6 +30,9 @@ class LoadSpec:
     stream: bool = False
     deadline_s: float = 300.0
     model: str = "tiny"
+    tool_s: float = 0.0  # pause between a workflow's calls (the tool runs)
+    endpoint_file: str | None = None  # follow the published endpoint (handover, restarts)
+    retry_s: float = 120.0  # how long one call may keep retrying 503s / refused connections
 
 
 @dataclass
@@ -40,8 +45,10 @@ class LoadResult:
     cached_tokens: int = 0
     wall_s: float = 0.0
     head_overhead_ms: dict[str, float] = field(default_factory=dict)
+    retries: int = 0
+    jobs_by_workflow: dict[str, set[str]] = field(default_factory=dict)
 
-    def summary(self) -> dict[str, float | int | dict[str, int] | dict[str, float]]:
+    def summary(self) -> dict[str, object]:
         lat = sorted(self.latencies_s)
         return {
             "calls_ok": self.calls_ok,
@@ -56,6 +63,9 @@ class LoadResult:
             "latency_median_ms": round(1000 * statistics.median(lat), 2) if lat else 0.0,
             "latency_p99_ms": round(1000 * _quantile(lat, 0.99), 2) if lat else 0.0,
             "head_overhead_ms": self.head_overhead_ms,
+            "retries": self.retries,
+            "service_jobs": sorted({j for js in self.jobs_by_workflow.values() for j in js}),
+            "workflows_across_jobs": sum(len(js) > 1 for js in self.jobs_by_workflow.values()),
         }
 
 
@@ -65,19 +75,22 @@ def _quantile(sorted_values: list[float], q: float) -> float:
 
 async def run_load(spec: LoadSpec) -> LoadResult:
     result = LoadResult()
-    before = await scrape_histogram(spec.base_url, "saga_head_overhead_seconds")
+    first_base = current_base(spec)
+    before = await scrape_histogram(first_base, "saga_head_overhead_seconds")
     budget = [spec.calls]
     deadline = time.monotonic() + spec.deadline_s
     limits = httpx.Limits(
         max_connections=spec.workflows + 4, max_keepalive_connections=spec.workflows + 4
     )
     t0 = time.monotonic()
-    async with httpx.AsyncClient(base_url=spec.base_url, timeout=120, limits=limits) as client:
+    async with httpx.AsyncClient(timeout=120, limits=limits) as client:
         await asyncio.gather(
             *(_agent(client, spec, i, budget, deadline, result) for i in range(spec.workflows))
         )
     result.wall_s = time.monotonic() - t0
-    after = await scrape_histogram(spec.base_url, "saga_head_overhead_seconds")
+    # Another head answering now (handover): its histogram is not comparable.
+    same = current_base(spec) == first_base
+    after = await scrape_histogram(first_base, "saga_head_overhead_seconds") if same else {}
     result.head_overhead_ms = histogram_quantiles(before, after, (0.5, 0.99))
     return result
 
@@ -109,9 +122,11 @@ async def _agent(
                 "ignore_eos": True,
                 "messages": [{"role": "user", "content": history}],
             }
+            if turn and spec.tool_s:
+                await asyncio.sleep(spec.tool_s)
             t = time.monotonic()
             try:
-                r = await client.post("/v1/chat/completions", json=body, headers=headers)
+                r = await _post_following(client, spec, body, headers, result)
             except httpx.HTTPError as exc:
                 name = type(exc).__name__
                 result.errors[name] = result.errors.get(name, 0) + 1
@@ -120,6 +135,9 @@ async def _agent(
                 result.errors[str(r.status_code)] = result.errors.get(str(r.status_code), 0) + 1
                 continue
             result.latencies_s.append(time.monotonic() - t)
+            job = r.headers.get("x-saga-service-job")
+            if job:
+                result.jobs_by_workflow.setdefault(wf, set()).add(job)
             usage = r.json()["usage"]
             result.calls_ok += 1
             result.output_tokens += usage["completion_tokens"]
@@ -128,10 +146,52 @@ async def _agent(
         wf_round += 1
 
 
+async def _post_following(
+    client: httpx.AsyncClient,
+    spec: LoadSpec,
+    body: dict[str, object],
+    headers: dict[str, str],
+    result: LoadResult,
+) -> httpx.Response:
+    """POST a call; on 503 or a refused connection, re-read the endpoint and retry
+    (bounded by `spec.retry_s`), as an agent following a moving service does."""
+    give_up = time.monotonic() + spec.retry_s
+    while True:
+        base = current_base(spec)
+        try:
+            r = await client.post(base + "/v1/chat/completions", json=body, headers=headers)
+        except httpx.TransportError:
+            if time.monotonic() > give_up:
+                raise
+            r = None
+        if r is not None and r.status_code != 503:
+            return r
+        if time.monotonic() > give_up:
+            assert r is not None
+            return r
+        result.retries += 1
+        wait = float(r.headers.get("retry-after", "1")) if r is not None else 1.0
+        await asyncio.sleep(min(max(wait, 0.2), 5.0))
+
+
+def current_base(spec: LoadSpec) -> str:
+    """The service's base URL: from the endpoint file when following one."""
+    if spec.endpoint_file:
+        try:
+            url = str(json.loads(Path(spec.endpoint_file).read_text())["url"])
+            return url.rstrip("/").removesuffix("/v1")
+        except (OSError, ValueError, KeyError):
+            pass  # mid-replace or gone for a moment: use the last known one
+    return spec.base_url
+
+
 async def scrape_histogram(base_url: str, name: str) -> dict[float, float]:
     """Cumulative bucket counts {upper bound: count} of a Prometheus histogram."""
-    async with httpx.AsyncClient(timeout=10) as client:
-        text = (await client.get(base_url + "/metrics")).text
+    try:
+        async with httpx.AsyncClient(timeout=10) as client:
+            text = (await client.get(base_url + "/metrics")).text
+    except httpx.HTTPError:
+        return {}
     buckets: dict[float, float] = {}
     prefix = name + "_bucket{"
     for line in text.splitlines():

@@ -22,6 +22,7 @@ import uvicorn
 
 from saga_hpc.api.app import ApiSettings, create_app
 from saga_hpc.core.systems import make_scheduler
+from saga_hpc.head.handover import successor_url
 from saga_hpc.head.prompts import PromptBuilder
 from saga_hpc.head.service import HeadService, HeadSettings
 from saga_hpc.store.store import Store
@@ -100,12 +101,32 @@ class HeadRuntime:
         self.ready = threading.Event()
         self._server: _Server | None = None
         self._stop_requested = False
+        self._handover_task: asyncio.Task[None] | None = None
 
     def stop(self) -> None:
         """Thread-safe: uvicorn polls the flag."""
         self._stop_requested = True
         if self._server is not None:
             self._server.should_exit = True
+
+    def begin_handover(self) -> None:
+        """Slurm's walltime warning (forwarded by the batch script): see handover.py."""
+        head = self.head
+        if head is None or head.handover.moving:
+            return
+        head.handover.started_at = time.time()
+        log.warning("walltime handover: no new workflows; waiting for the successor to publish")
+        self._handover_task = asyncio.get_running_loop().create_task(self._follow_successor(head))
+
+    async def _follow_successor(self, head: HeadService) -> None:
+        while (url := successor_url(self.opts.endpoint_file)) is None:
+            await asyncio.sleep(0.5)
+        head.handover.moved_to = url
+        log.warning("successor published %s: draining %d calls, then leaving", url, len(head.calls))
+        deadline = time.monotonic() + self.opts.drain_s
+        while head.calls and time.monotonic() < deadline:
+            await asyncio.sleep(0.2)
+        self.stop()
 
     async def run(self) -> int:
         opts = self.opts
@@ -146,6 +167,7 @@ class HeadRuntime:
             loop = asyncio.get_running_loop()
             for sig in (signal.SIGTERM, signal.SIGINT):
                 loop.add_signal_handler(sig, self.stop)
+            loop.add_signal_handler(signal.SIGUSR1, self.begin_handover)
         serving = asyncio.create_task(server.serve(sockets=[sock]))
         code = 0
         try:

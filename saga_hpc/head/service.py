@@ -22,6 +22,7 @@ import zmq.asyncio
 from saga_hpc.core.scheduler import Scheduler
 from saga_hpc.core.types import CallOutcome, Decision, Dispatch, Release, Retain, WorkerStats
 from saga_hpc.head.calls import CallContext
+from saga_hpc.head.handover import Handover
 from saga_hpc.head.metrics import HeadMetrics
 from saga_hpc.head.workers import WorkerRegistry
 from saga_hpc.protocol import (
@@ -74,6 +75,7 @@ class HeadService:
         self._tasks: list[asyncio.Task[None]] = []
         self._byes: asyncio.Queue[str] = asyncio.Queue()
         self._background: set[asyncio.Task[None]] = set()
+        self.handover = Handover()
 
     # ------------------------------------------------------------ lifecycle
 

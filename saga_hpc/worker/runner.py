@@ -63,6 +63,7 @@ class WorkerRunner:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self.stopping.set)
+        signal.signal(signal.SIGUSR1, signal.SIG_IGN)  # the walltime warning is the head's
         t0 = time.monotonic()
         self.engine = build_engine(self.settings)
         engine_start_s = time.monotonic() - t0

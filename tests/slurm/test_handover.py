@@ -1,0 +1,115 @@
+"""Walltime handover: a service job with a short --time hands over to its successor
+while agents are mid-workflow; no workflow is lost and each AEG continues."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from saga_hpc.slurm.client import SlurmClient
+from saga_hpc.slurm.sync import sync_accounts
+from saga_hpc.store.store import Store
+
+pytestmark = [pytest.mark.slurm, pytest.mark.vllm, pytest.mark.timeout(900)]
+REPO = Path(__file__).resolve().parents[2]
+TURNS, WORKFLOWS = 40, 3
+
+
+@pytest.fixture
+def shared(tiny_model: Path) -> Iterator[Path]:
+    path = Path(tempfile.mkdtemp(prefix="saga-handover-", dir="/tmp"))
+    path.chmod(0o755)
+    yield path
+    subprocess.run(["scancel", "-n", "saga-service"], capture_output=True)
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def test_running_workflows_survive_the_walltime_handover(shared: Path, tiny_model: Path) -> None:
+    db = f"sqlite:///{shared / 'saga.db'}"
+    store = Store.open(db)
+    store.upgrade()
+    client = SlurmClient()
+    sync_accounts(client, store)
+    (shared / "key").write_text(store.create_api_key("alice", "physics")[1])
+    env = f"ALL,SAGA_SHARED={shared},SAGA_MODEL={tiny_model},SAGA_DB={db},SAGA_HOST=127.0.0.1"
+    # 3 min limit, warning 110 s before the end: the handover starts ~70 s in.
+    first = client.submit(
+        REPO / "slurm" / "saga-service.sbatch",
+        account="physics",
+        extra=[
+            "-n",
+            "3",
+            "--overcommit",
+            "--time=3",
+            "--signal=B:USR1@110",
+            f"--output={shared / 'first.log'}",
+            f"--export={env},SAGA_HANDOVER_SIGNAL=B:USR1@110",
+        ],
+    )
+    endpoint = shared / "endpoint.json"
+    deadline = time.monotonic() + 300
+    while not endpoint.exists():
+        assert time.monotonic() < deadline, (shared / "first.log").read_text()[-3000:]
+        time.sleep(1)
+    # The agents run until after the successor took over (40 turns x 3 s of tools).
+    load = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "saga_hpc.cli.main",
+            "load",
+            "--endpoint-file",
+            str(endpoint),
+            "--key-file",
+            str(shared / "key"),
+            "--workflows",
+            str(WORKFLOWS),
+            "--turns",
+            str(TURNS),
+            "--calls",
+            str(WORKFLOWS * TURNS),
+            "--tool-seconds",
+            "3",
+            "--prompt-words",
+            "4",
+            "--max-tokens",
+            "4",
+            "--retry",
+            "200",
+            "--deadline",
+            "600",
+            "--json",
+            str(shared / "load.json"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=700,
+    )
+    result = json.loads((shared / "load.json").read_text())
+    logs = "\n".join(p.read_text()[-1500:] for p in shared.glob("*.log"))
+    assert result["errors"] == {}, (result, load.stderr[-2000:], logs)
+    assert result["calls_ok"] == WORKFLOWS * TURNS
+    assert result["service_jobs"][0] == str(first) and len(result["service_jobs"]) == 2, result
+    assert result["workflows_across_jobs"] == WORKFLOWS
+    # Every workflow's AEG is whole: all calls, one tool edge between each two.
+    for wf, _ in store.list_workflows(limit=100):
+        story = store.workflow_story(wf.workflow_id)
+        assert len(story.calls) == TURNS and len(story.edges) == TURNS - 1
+    assert store.count_calls() == WORKFLOWS * TURNS
+    # The first job left on its own after the successor published (not killed at the limit).
+    state = subprocess.run(
+        ["sacct", "-n", "-X", "-P", "-j", str(first), "--format=State"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    ).stdout.split()
+    assert state and state[0] == "COMPLETED", (state, logs)
+    store.close()
