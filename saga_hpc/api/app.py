@@ -6,6 +6,7 @@ Routes: /v1/chat/completions, /v1/completions (streaming and not), /v1/models,
 
 from __future__ import annotations
 
+import asyncio
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -132,7 +133,7 @@ def create_app(
         )
         hashes = prefix_hashes(ids, settings.block_size, cache_salt(principal.account))
         ctx = new_context(req, wf, principal, hashes)
-        _check_handover(ctx.spec.workflow_id)
+        await _check_handover(ctx.spec.workflow_id)
         await gate.admit(ctx.spec.workflow_id, principal, time.time())
         head.submit(ctx)
         run = CallRun(head, ctx, req)
@@ -148,7 +149,7 @@ def create_app(
             headers["X-Saga-Cached-Tokens"] = str(first.cached_tokens)
         return StreamingResponse(run.chunks(first), media_type="text/event-stream", headers=headers)
 
-    def _check_handover(workflow_id: str) -> None:
+    async def _check_handover(workflow_id: str) -> None:
         handover = head.handover
         if handover.moved_to is not None:
             raise ApiError(
@@ -157,7 +158,11 @@ def create_app(
                 code="service_moved",
                 headers={"X-Saga-Endpoint": handover.moved_to, "Retry-After": "0"},
             )
-        if handover.moving and not gate.known(workflow_id):
+        if (
+            handover.moving
+            and not gate.known(workflow_id)
+            and await asyncio.to_thread(store.get_workflow, workflow_id) is None
+        ):
             raise ApiError(
                 503,
                 "the service is handing over to its next Slurm job; "
