@@ -9,7 +9,7 @@ pool) applies them when it must evict.
 - `aeg`: SAGA: the Agent Execution Graph predicts whether and when the workflow
   returns after this tool (learned online per task class and tool name); the
   hint lasts until the predicted return plus a margin, and its score is the
-  expected reuse per block: P(return) / (blocks x expected wait).
+  expected reuse per block and second held: P(return) / expected gap.
 - `belady`: the simulator's offline oracle; like `lru` here, the pool knows
   the future trace.
 """
@@ -129,9 +129,10 @@ class Aeg(Retention):
         tool = outcome.next_tool or "unknown"
         p = self.predictor.p_return(spec.task_class, tool)
         gap = self.predictor.expected_gap_s(spec.task_class, tool)
-        blocks = max(1, (outcome.prompt_tokens + outcome.output_tokens) // self.block_tokens)
-        # Expected reuse per block per second held: the value of keeping a block.
-        score = p / (blocks * max(gap, 0.01))
+        # Keeping the context saves recomputing all its blocks if the workflow
+        # returns, and costs its blocks for the time it is away: per block and
+        # second held, the expected value is P(return) / expected gap.
+        score = p / max(gap, 0.01)
         until = now + self.predictor.horizon_s(spec.task_class, tool)
         return [Retain(worker_id, spec.workflow_id, until, score, stimulus)]
 

@@ -76,7 +76,6 @@ class Scheduler:
         # call id -> (spec, worker, arrival seq): a re-queued call keeps its place in line
         self.running: dict[str, tuple[CallSpec, str, int]] = {}
         self.flows: dict[str, _Flow] = {}
-        self._hints: list[tuple[float, str, str]] = []  # (until, workflow, worker)
         self._away: list[tuple[float, str, float]] = []  # (abandon at, workflow, left_at)
         self._seq = 0
         self._registered = 0
@@ -169,7 +168,6 @@ class Scheduler:
                 for d in decisions:
                     if isinstance(d, Retain):
                         flow.retained_on, flow.retain_until = d.worker_id, d.until
-                        heapq.heappush(self._hints, (d.until, spec.workflow_id, d.worker_id))
         decisions += self._pump(now, stim)
         self._tell(
             spec.workflow_id,
@@ -207,15 +205,10 @@ class Scheduler:
         return decisions
 
     def tick(self, now: float) -> list[Decision]:
-        """Lapse expired retention hints, give up on workflows that never came back."""
+        """Give up on workflows that never came back (their hints lapsed long ago:
+        a Retain carries its own `until`, after which the pool treats the blocks
+        as ordinary LRU candidates, so lapsing needs no decision)."""
         decisions: list[Decision] = []
-        while self._hints and self._hints[0][0] <= now:
-            until, wf, worker = heapq.heappop(self._hints)
-            flow = self.flows.get(wf)
-            if flow is not None and flow.retained_on == worker and flow.retain_until == until:
-                flow.retained_on = None
-                if worker in self.workers:
-                    decisions.append(Release(worker, wf, f"lapse-{wf}"))
         while self._away and self._away[0][0] <= now:
             _, wf, left_at = heapq.heappop(self._away)
             flow = self.flows.get(wf)

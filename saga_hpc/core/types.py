@@ -102,7 +102,7 @@ class Retain:
 
 @dataclass(frozen=True, slots=True)
 class Release:
-    """The workflow will not come back (or its hint lapsed): evict its blocks first."""
+    """The workflow will not come back (it ended, or moved): evict its blocks first."""
 
     worker_id: WorkerId
     workflow_id: WorkflowId

@@ -95,15 +95,18 @@ def test_saga_does_not_steal_a_long_prefix() -> None:
     assert dispatches(s.submit(spec("c3", "A", prompt=5000), 0.1)) == []
 
 
-def test_ttl_pins_on_tool_call_and_lapses() -> None:
+def test_ttl_pins_on_tool_call_and_releases_when_done() -> None:
     s = two_workers("continuum", ttl_s=5.0)
     s.submit(spec("c1", "A"), 0.0)
     decisions = s.complete(done("c1", "w1", 1.0, tool="pytest"), 1.0)
+    # The hint carries its own expiry: the pool lapses it, the core says nothing more.
     assert [d for d in decisions if isinstance(d, Retain)] == [
         Retain("w1", "A", 6.0, 1.0, "done-c1")
     ]
-    assert s.tick(5.9) == []
-    assert s.tick(6.0) == [Release("w1", "A", "lapse-A")]
+    assert s.tick(10.0) == []
+    s.submit(spec("c2", "A"), 11.0)
+    final = s.complete(done("c2", "w1", 12.0, final=True), 12.0)
+    assert Release("w1", "A", "done-c2") in final
 
 
 def test_lru_emits_no_hints() -> None:

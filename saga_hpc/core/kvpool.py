@@ -1,0 +1,238 @@
+"""A KV block pool with prefix reuse and pluggable eviction: the simulator's GPU cache.
+
+Granularity is one *entry* per cached context (a workflow's conversation, or
+a shared system prompt) holding a number of blocks; a workflow's context is a
+chain, so evicting part of an entry drops blocks from its tail (leaves first,
+as vLLM frees them). Entries used by running calls are pinned. The eviction
+order is the policy:
+
+- `lru`: least recently used first (vLLM's free-block queue).
+- `ttl`: entries with a live Retain hint only after every other one (Continuum).
+- `aeg`: released entries first, then unhinted ones by LRU, then hinted ones
+  by lowest expected reuse per block (SAGA).
+- `belady`: the entry whose next use is furthest in the future first, from an
+  oracle over the trace (the offline optimum's order; simulator only).
+
+An entry's rank is fixed while it sits in the heap: every change (a call
+finishing, a hint, a release, a waiting call) re-pushes it with a new
+version, and stale slots are skipped; a rank found different when an entry
+reaches the top is pushed again. Every operation is O(log n) amortised.
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections.abc import Callable
+from dataclasses import dataclass
+
+
+@dataclass(slots=True)
+class _Entry:
+    key: str
+    blocks: int = 0
+    refs: int = 0
+    last_use: float = 0.0
+    retain_until: float = 0.0
+    score: float = 0.0
+    released: bool = False
+    wanted: bool = False  # a call needing this context waits to start: evict it last
+    shared: bool = False  # a prefix many workflows start with (system prompt)
+    version: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Admission:
+    hit_blocks: int  # blocks of the prompt found cached (shared prefix + own context)
+    own_hit_blocks: int  # of which from the call's own context
+    new_blocks: int  # blocks allocated
+
+
+NextUse = Callable[[str, float], float]
+
+
+class KVPool:
+    def __init__(
+        self, capacity_blocks: int, policy: str = "lru", next_use: NextUse | None = None
+    ) -> None:
+        if policy not in POLICIES:
+            raise ValueError(
+                f"unknown eviction policy {policy!r}; choose one of {', '.join(POLICIES)}"
+            )
+        if policy == "belady" and next_use is None:
+            raise ValueError("belady needs a next_use oracle")
+        self.capacity = capacity_blocks
+        self.policy = policy
+        self.next_use = next_use
+        self.entries: dict[str, _Entry] = {}
+        self.used = 0  # blocks held by entries (running or cached)
+        self.pinned = 0  # blocks of entries with running calls
+        self._heap: list[tuple[tuple[float, float], int, str]] = []
+        self._expiries: list[tuple[float, str]] = []  # (hint until, key): re-rank when it lapses
+        self.evicted_blocks = 0
+        self.hit_blocks = 0
+        self.query_blocks = 0
+
+    # ------------------------------------------------------------------ calls
+
+    def cached(self, key: str) -> int:
+        e = self.entries.get(key)
+        return e.blocks if e is not None else 0
+
+    def admit(
+        self,
+        key: str,
+        keep_blocks: int,
+        total_blocks: int,
+        now: float,
+        shared_key: str | None = None,
+        shared_blocks: int = 0,
+    ) -> Admission | None:
+        """Start a call whose prompt + output need `total_blocks` beyond the shared
+        prefix; the first `keep_blocks` of its own context may be cached. Returns
+        None when the blocks cannot be found even after evicting every unpinned entry."""
+        entry = self.entries.get(key) or _Entry(key)
+        own_hit = min(entry.blocks, keep_blocks, total_blocks)
+        shared = self.entries.get(shared_key) if shared_key else None
+        shared_hit = min(shared.blocks, shared_blocks) if shared is not None else 0
+        grow_shared = shared_blocks - shared_hit
+        new = (total_blocks - own_hit) + grow_shared
+        # Blocks of this entry past the reused prefix are garbage now; free them first.
+        freed_here = entry.blocks - own_hit if entry.refs == 0 else 0
+        if not self._make_room(new - freed_here, (key, shared_key), now):
+            return None
+        if entry.refs == 0 and entry.blocks:
+            self.used -= freed_here
+            entry.blocks = own_hit
+        self._pin(entry)
+        entry.wanted = False
+        entry.blocks += total_blocks - own_hit
+        self.used += total_blocks - own_hit
+        self.pinned += total_blocks - own_hit
+        self.entries[key] = entry
+        if shared_key:
+            s = shared or _Entry(shared_key, shared=True)
+            self._pin(s)
+            s.blocks += grow_shared
+            self.used += grow_shared
+            self.pinned += grow_shared
+            self.entries[shared_key] = s
+        self.hit_blocks += own_hit + shared_hit
+        self.query_blocks += total_blocks + shared_blocks
+        return Admission(own_hit + shared_hit, own_hit, new)
+
+    def finish(self, key: str, now: float, shared_key: str | None = None) -> None:
+        """The call ended: its blocks stay cached, evictable by policy."""
+        for k in (key, shared_key):
+            e = self.entries.get(k) if k else None
+            if e is None:
+                continue
+            e.refs -= 1
+            e.last_use = now
+            if e.refs == 0:
+                self.pinned -= e.blocks
+                self._push(e, now)
+
+    # ------------------------------------------------------------------ hints
+
+    def retain(self, key: str, until: float, score: float, now: float) -> None:
+        e = self.entries.get(key)
+        if e is not None:
+            e.retain_until, e.score, e.released = until, score, False
+            heapq.heappush(self._expiries, (until, key))
+            if e.refs == 0:
+                self._push(e, now)
+
+    def release(self, key: str, now: float) -> None:
+        e = self.entries.get(key)
+        if e is not None:
+            e.retain_until, e.released = 0.0, True
+            if e.refs == 0:
+                self._push(e, now)
+
+    def want(self, key: str, now: float) -> None:
+        """A call of this context is waiting for memory: keep its blocks (every policy)."""
+        e = self.entries.get(key)
+        if e is not None and not e.wanted:
+            e.wanted = True
+            if e.refs == 0:
+                self._push(e, now)
+
+    def drop(self, key: str) -> None:
+        """Forget an unpinned entry now (the workflow will never come back)."""
+        e = self.entries.get(key)
+        if e is not None and e.refs == 0:
+            self.used -= e.blocks
+            self.evicted_blocks += e.blocks
+            del self.entries[key]
+
+    # -------------------------------------------------------------- internals
+
+    @property
+    def free(self) -> int:
+        return self.capacity - self.used
+
+    def _pin(self, e: _Entry) -> None:
+        if e.refs == 0:
+            self.pinned += e.blocks
+            e.version += 1  # its heap slot is stale now
+        e.refs += 1
+
+    def _priority(self, e: _Entry, now: float) -> tuple[float, float]:
+        if e.wanted:
+            return (9.0, e.last_use)
+        if self.policy == "lru":
+            return (0.0, e.last_use)
+        if self.policy == "ttl":
+            return (1.0 if e.retain_until > now or e.shared else 0.0, e.last_use)
+        if self.policy == "aeg":
+            if e.shared:  # every workflow of the agent reuses it: the highest reuse there is
+                return (2.0, float("inf"))
+            if e.released:
+                return (0.0, e.last_use)
+            if e.retain_until > now:
+                return (2.0, e.score)
+            return (1.0, e.last_use)
+        assert self.next_use is not None
+        return (-self.next_use(e.key, now), 0.0)
+
+    def _push(self, e: _Entry, now: float) -> None:
+        e.version += 1
+        heapq.heappush(self._heap, (self._priority(e, now), e.version, e.key))
+
+    def _make_room(self, blocks: int, exclude: tuple[str | None, ...], now: float) -> bool:
+        if blocks <= self.free:
+            return True
+        while self._expiries and self._expiries[0][0] <= now:  # lapsed hints: ordinary again
+            until, key = heapq.heappop(self._expiries)
+            e = self.entries.get(key)
+            if e is not None and e.refs == 0 and e.retain_until == until:
+                self._push(e, now)
+        if blocks > self.capacity - self.pinned:
+            return False
+        skipped: list[tuple[tuple[float, float], int, str]] = []
+        while self.free < blocks and self._heap:
+            prio, version, key = heapq.heappop(self._heap)
+            e = self.entries.get(key)
+            if e is None or e.version != version or e.refs > 0:
+                continue  # stale slot
+            if key in exclude:
+                skipped.append((prio, version, key))
+                continue
+            current = self._priority(e, now)
+            if current != prio:  # a hint lapsed since it was ranked: rank it again
+                heapq.heappush(self._heap, (current, version, key))
+                continue
+            take = min(e.blocks, blocks - self.free)
+            e.blocks -= take  # from the tail: leaves first
+            self.used -= take
+            self.evicted_blocks += take
+            if e.blocks == 0:
+                del self.entries[key]
+            else:
+                heapq.heappush(self._heap, (prio, version, key))
+        for item in skipped:
+            heapq.heappush(self._heap, item)
+        return self.free >= blocks
+
+
+POLICIES = ("lru", "ttl", "aeg", "belady")

@@ -1,0 +1,344 @@
+"""The discrete-event simulator: N GPUs, one KV pool each, the scheduling core.
+
+Events are call arrivals (a task's first call, or its next call after a tool),
+call completions and periodic ticks. The core (`make_scheduler`, the very
+objects the head uses) decides where and when calls run and which contexts to
+keep; the simulator carries that out on its GPU model:
+
+- a GPU runs up to `max_batch` calls; a dispatched call starts when its KV
+  blocks fit (evicting cached contexts by the system's eviction policy),
+  otherwise it waits on that GPU;
+- prefill of the uncached part of the prompt is serialised per GPU (chunked
+  prefill shares one compute budget), so recomputing a lost prefix delays
+  the GPU's other arrivals too;
+- decode runs `output_tokens` steps whose length depends on the batch size
+  when the call starts.
+
+Costs are the profile's (docs/simulator.md). Every run is deterministic for a
+given task list.
+"""
+
+from __future__ import annotations
+
+import heapq
+import math
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from saga_hpc.core.cost import CostModel
+from saga_hpc.core.kvpool import KVPool
+from saga_hpc.core.systems import SYSTEMS, make_scheduler
+from saga_hpc.core.types import CallOutcome, CallSpec, Decision, Dispatch, Release, Retain
+from saga_hpc.sim.profile import GpuProfile
+from saga_hpc.workload.model import Task
+
+_ARRIVE, _FINISH, _TICK = 0, 1, 2
+EVICTION = {"lru": "lru", "ttl": "ttl", "aeg": "aeg", "belady": "belady"}
+
+
+@dataclass(slots=True)
+class _Call:
+    task: Task
+    index: int
+    call_id: str
+    prompt: int
+    keep: int  # own-context tokens reusable from the previous call
+    out: int
+    arrived: float
+    gpu: int = -1
+    hit: int = 0
+    first_token: float = 0.0
+    service_s: float = 0.0
+
+
+@dataclass(slots=True)
+class _Gpu:
+    index: int
+    running: int = 0
+    prefill_free_at: float = 0.0
+    pending: deque[_Call] = field(default_factory=deque)
+
+
+@dataclass
+class CallRecord:
+    task_id: str
+    tenant: str
+    arrived: float
+    ttft_s: float
+    tpot_s: float
+    finished: float
+    prompt: int
+    hit: int
+    out: int
+    service_s: float
+
+
+@dataclass
+class SimResult:
+    system: str
+    gpus: int
+    calls: list[CallRecord]
+    tct_s: dict[str, float]  # task id -> completion time
+    tenants: dict[str, str]  # task id -> tenant
+    kv_samples: list[tuple[float, float, float]]  # (time, used fraction, useful fraction)
+    retention_misses: int
+    recomputed_tokens: int
+    events: int
+    wall_s: float = 0.0
+    makespan_s: float = 0.0
+
+
+class Simulation:
+    def __init__(
+        self,
+        tasks: list[Task],
+        system: str,
+        gpus: int,
+        profile: GpuProfile,
+        *,
+        retention: str | None = None,
+        routing: str | None = None,
+        ordering: str | None = None,
+        shares: dict[str, float] | None = None,
+        tick_s: float = 1.0,
+        sample_s: float = 10.0,
+    ) -> None:
+        if system not in SYSTEMS:
+            raise ValueError(f"unknown system {system!r}; choose one of {', '.join(SYSTEMS)}")
+        self.tasks = sorted(tasks, key=lambda t: t.arrival_s)
+        self.profile = profile
+        self.n_gpus = gpus
+        self.block = profile.block_tokens
+        retention_name = retention or SYSTEMS[system].retention
+        cost = CostModel(
+            prefill_tokens_per_s=profile.prefill_tokens_per_s,
+            decode_tokens_per_s=1.0 / profile.step_s(profile.max_batch // 2),
+            call_overhead_s=profile.decode_step_s_batch1,
+        )
+        overrides = {
+            k: v
+            for k, v in (("retention", retention), ("routing", routing), ("ordering", ordering))
+            if v
+        }
+        self.sched = make_scheduler(system, cost=cost, block_tokens=self.block, **overrides)
+        self.system = "+".join([system, *overrides.values()])
+        next_use: Callable[[str, float], float] | None = (
+            self._next_use if retention_name == "belady" else None
+        )
+        self.pools = [
+            KVPool(profile.kv_blocks, EVICTION[retention_name], next_use) for _ in range(gpus)
+        ]
+        self.gpus = [_Gpu(i) for i in range(gpus)]
+        for i in range(gpus):
+            self.sched.add_worker(
+                f"g{i}", slots=profile.max_batch, kv_capacity_tokens=profile.kv_tokens, now=0.0
+            )
+        weights = shares or {}
+        if weights:
+            self.sched.update_shares(weights, 0.0)
+        self.tick_s, self.sample_s = tick_s, sample_s
+        self._events: list[tuple[float, int, int, object]] = []
+        self._seq = 0
+        self._calls: dict[str, _Call] = {}
+        self._next_arrival: dict[str, float] = {}  # workflow -> when its next call arrives
+        self._left_blocks: dict[str, tuple[int, int]] = {}  # workflow -> (gpu, blocks) at leave
+        self._live: set[str] = set()
+        self.records: list[CallRecord] = []
+        self.tct: dict[str, float] = {}
+        self.kv_samples: list[tuple[float, float, float]] = []
+        self.misses = 0
+        self.recomputed = 0
+        self.events = 0
+
+    # ----------------------------------------------------------------- driver
+
+    def run(self) -> SimResult:
+        import time as _time
+
+        t0 = _time.perf_counter()
+        for task in self.tasks:
+            self._push(task.arrival_s, _ARRIVE, self._make_call(task, 0, task.arrival_s))
+        self._push(0.0, _TICK, None)
+        now = 0.0
+        remaining = len(self.tasks)
+        next_sample = 0.0
+        while self._events and remaining:
+            now, _, kind, obj = heapq.heappop(self._events)
+            self.events += 1
+            if kind == _ARRIVE:
+                assert isinstance(obj, _Call)
+                self._arrive(obj, now)
+            elif kind == _FINISH:
+                assert isinstance(obj, _Call)
+                remaining -= self._finish(obj, now)
+            else:
+                self._apply(self.sched.tick(now), now)
+                if now >= next_sample:
+                    self._sample(now)
+                    next_sample = now + self.sample_s
+                self._push(now + self.tick_s, _TICK, None)
+        return SimResult(
+            self.system,
+            self.n_gpus,
+            self.records,
+            self.tct,
+            {t.task_id: t.tenant for t in self.tasks},
+            self.kv_samples,
+            self.misses,
+            self.recomputed,
+            self.events,
+            _time.perf_counter() - t0,
+            now,
+        )
+
+    def _push(self, at: float, kind: int, obj: object) -> None:
+        self._seq += 1
+        heapq.heappush(self._events, (at, self._seq, kind, obj))
+
+    # ------------------------------------------------------------------ calls
+
+    def _make_call(self, task: Task, index: int, at: float) -> _Call:
+        prompts = task.prompt_tokens()
+        step = task.steps[index]
+        previous_context = (
+            prompts[index - 1] + task.steps[index - 1].output_tokens - task.system_tokens
+            if index
+            else 0
+        )
+        keep = min(step.keep_tokens, previous_context)
+        return _Call(
+            task, index, f"{task.task_id}#{index}", prompts[index], keep, step.output_tokens, at
+        )
+
+    def _arrive(self, call: _Call, now: float) -> None:
+        self._calls[call.call_id] = call
+        self._live.add(call.task.task_id)
+        spec = CallSpec(
+            call.call_id,
+            call.task.task_id,
+            call.task.tenant,
+            call.prompt,
+            call.out,
+            now,
+            call.task.task_class,
+        )
+        self._apply(self.sched.submit(spec, now), now)
+
+    def _apply(self, decisions: list[Decision], now: float) -> None:
+        for d in decisions:
+            if isinstance(d, Dispatch):
+                call = self._calls[d.call_id]
+                call.gpu = int(d.worker_id[1:])
+                gpu = self.gpus[call.gpu]
+                if gpu.pending or not self._start(call, now):
+                    gpu.pending.append(call)
+                    self.pools[call.gpu].want(call.task.task_id, now)
+            elif isinstance(d, Retain):
+                self.pools[int(d.worker_id[1:])].retain(d.workflow_id, d.until, d.reuse_score, now)
+            elif isinstance(d, Release):
+                self.pools[int(d.worker_id[1:])].release(d.workflow_id, now)
+
+    def _start(self, call: _Call, now: float) -> bool:
+        task, block = call.task, self.block
+        own = call.prompt - task.system_tokens + call.out
+        adm = self.pools[call.gpu].admit(
+            task.task_id,
+            call.keep // block,
+            math.ceil(own / block),
+            now,
+            shared_key=f"sys:{task.task_class}",
+            shared_blocks=task.system_tokens // block,
+        )
+        if adm is None:
+            return False
+        gpu = self.gpus[call.gpu]
+        call.hit = min(adm.hit_blocks * block, call.prompt - 1)
+        left = self._left_blocks.pop(task.task_id, None)
+        if left is not None:
+            # A retention miss: the workflow came back and part of the context it
+            # left cached (and still needs) is gone, or it runs elsewhere now.
+            wanted = min(left[1], call.keep // block)
+            if adm.own_hit_blocks < wanted:
+                self.misses += 1
+                self.recomputed += (wanted - adm.own_hit_blocks) * block
+        uncached = call.prompt - call.hit
+        prefill_start = max(now, gpu.prefill_free_at)
+        gpu.prefill_free_at = prefill_start + self.profile.prefill_s(uncached)
+        gpu.running += 1
+        step = self.profile.step_s(gpu.running)
+        call.first_token = gpu.prefill_free_at + step
+        finish = call.first_token + step * max(0, call.out - 1)
+        call.service_s = (gpu.prefill_free_at - prefill_start) + step * call.out
+        self._push(finish, _FINISH, call)
+        return True
+
+    def _finish(self, call: _Call, now: float) -> int:
+        task, gpu = call.task, self.gpus[call.gpu]
+        gpu.running -= 1
+        pool = self.pools[call.gpu]
+        del self._calls[call.call_id]
+        last = call.index == len(task.steps) - 1
+        step = task.steps[call.index]
+        # The oracle must know the context's next use before the pool ranks it.
+        if last:
+            self._live.discard(task.task_id)
+        else:
+            self._next_arrival[task.task_id] = now + step.tool_s
+        pool.finish(task.task_id, now, shared_key=f"sys:{task.task_class}")
+        self.records.append(
+            CallRecord(
+                task.task_id,
+                task.tenant,
+                call.arrived,
+                call.first_token - call.arrived,
+                self.profile.step_s(gpu.running + 1),
+                now,
+                call.prompt,
+                call.hit,
+                call.out,
+                call.service_s,
+            )
+        )
+        outcome = CallOutcome(
+            call.call_id,
+            f"g{call.gpu}",
+            now,
+            call.prompt,
+            call.hit,
+            call.out,
+            None if last else (step.tool or "tool"),
+            last,
+        )
+        if not last:
+            back = now + step.tool_s
+            self._left_blocks[task.task_id] = (call.gpu, pool.cached(task.task_id))
+            self._push(back, _ARRIVE, self._make_call(task, call.index + 1, back))
+        else:
+            self.tct[task.task_id] = now - task.arrival_s
+        self._apply(self.sched.complete(outcome, now), now)
+        while gpu.pending and self._start(gpu.pending[0], now):
+            gpu.pending.popleft()
+        return 1 if last else 0
+
+    # ---------------------------------------------------------------- helpers
+
+    def _next_use(self, key: str, now: float) -> float:
+        """Belady's oracle: when this context is needed next (inf: never)."""
+        if key.startswith("sys:"):
+            return now
+        if key not in self._live:
+            return math.inf
+        return self._next_arrival.get(key, now)
+
+    def _sample(self, now: float) -> None:
+        cap = sum(p.capacity for p in self.pools)
+        used = sum(p.used for p in self.pools)
+        # Useful: blocks of contexts that can still be reused (live workflows, shared prompts).
+        useful = sum(
+            e.blocks
+            for p in self.pools
+            for k, e in p.entries.items()
+            if k in self._live or k.startswith("sys:")
+        )
+        self.kv_samples.append((now, used / cap, useful / cap))

@@ -1,0 +1,75 @@
+"""Metrics of one simulated run, named as in DESIGN.md ("Metrics")."""
+
+from __future__ import annotations
+
+import math
+import statistics
+from collections import defaultdict
+
+from saga_hpc.sim.engine import SimResult
+
+WINDOW_S = 10.0
+
+
+def _q(values: list[float], q: float) -> float:
+    if not values:
+        return 0.0
+    s = sorted(values)
+    return s[min(len(s) - 1, max(0, math.ceil(q * len(s)) - 1))]
+
+
+def summarize(
+    r: SimResult, shares: dict[str, float], slo_ttft_s: float = 2.0, slo_tpot_s: float = 0.1
+) -> dict[str, float]:
+    tct = list(r.tct_s.values())
+    ttft = [c.ttft_s for c in r.calls]
+    tpot = [c.tpot_s for c in r.calls]
+    out_tokens = sum(c.out for c in r.calls)
+    buckets: dict[int, int] = defaultdict(int)
+    for c in r.calls:
+        buckets[int(c.finished // WINDOW_S)] += c.out
+    span = max(r.makespan_s, 1e-9)
+    prompt = sum(c.prompt for c in r.calls)
+    hit = sum(c.hit for c in r.calls)
+    slo_ok = sum(c.ttft_s <= slo_ttft_s and c.tpot_s <= slo_tpot_s for c in r.calls)
+    dev, jain = _fairness(r, shares)
+    return {
+        "tasks": len(tct),
+        "calls": len(r.calls),
+        "tct_mean_s": statistics.fmean(tct) if tct else 0.0,
+        "tct_median_s": statistics.median(tct) if tct else 0.0,
+        "tct_p99_s": _q(tct, 0.99),
+        "mean_ttft_ms": 1000 * statistics.fmean(ttft) if ttft else 0.0,
+        "p99_ttft_ms": 1000 * _q(ttft, 0.99),
+        "mean_tpot_ms": 1000 * statistics.fmean(tpot) if tpot else 0.0,
+        "output_throughput": out_tokens / span,
+        "peak_output_throughput": max(buckets.values(), default=0) / WINDOW_S,
+        "kv_hit_rate": hit / prompt if prompt else 0.0,
+        "recomputed_prefill_tokens": float(r.recomputed_tokens),
+        "retention_misses": float(r.retention_misses),
+        "kv_mem_util": statistics.fmean(u for _, _, u in r.kv_samples) if r.kv_samples else 0.0,
+        "kv_mem_used": statistics.fmean(u for _, u, _ in r.kv_samples) if r.kv_samples else 0.0,
+        "slo_attainment": slo_ok / len(r.calls) if r.calls else 0.0,
+        "fair_share_max_dev": dev,
+        "jain_index": jain,
+        "events": float(r.events),
+        "events_per_s": r.events / r.wall_s if r.wall_s else 0.0,
+        "sim_wall_s": r.wall_s,
+    }
+
+
+def _fairness(r: SimResult, shares: dict[str, float]) -> tuple[float, float]:
+    """Max deviation of a tenant's share of GPU service from its entitlement, and
+    Jain's index of share/entitlement, over the run (tenants with weight > 0)."""
+    service: dict[str, float] = defaultdict(float)
+    for c in r.calls:
+        service[c.tenant] += c.service_s
+    tenants = [t for t in service if shares.get(t, 0) > 0]
+    if len(tenants) < 2:
+        return 0.0, 1.0
+    total_s = sum(service[t] for t in tenants)
+    total_w = sum(shares[t] for t in tenants)
+    ratios = [(service[t] / total_s) / (shares[t] / total_w) for t in tenants]
+    dev = max(abs(service[t] / total_s - shares[t] / total_w) for t in tenants)
+    jain = sum(ratios) ** 2 / (len(ratios) * sum(x * x for x in ratios))
+    return dev, jain

@@ -1,0 +1,1 @@
+"""Agent workloads: seeded generators (swe-bench, webarena), tenant mixes, JSONL traces."""

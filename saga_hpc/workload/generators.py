@@ -1,0 +1,112 @@
+"""Seeded generators with the shapes of public agent traces (docs/workloads.md).
+
+- `swe-bench`: coding agents. Turns per task: lognormal, median 29, p90 ~58,
+  capped at 120. First prompt ~600 tokens over a 2-4k system prompt shared by
+  every task; the context only grows (append-only), by a median ~260 tokens per
+  turn (p90 ~2k: tool output). Output median ~20 tokens, p90 ~100. Tool time is
+  bimodal: half instant (0-1 ms), most of the rest 0.4-0.6 s, and 3% test runs
+  of 10-60 s.
+- `webarena`: browser agents. 10-30 steps; each step's page observation
+  (2-8k tokens) *replaces* the previous one, so only the system prompt and the
+  action history (~100 tokens a step) are reused; browser tool time 1-5 s.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from collections.abc import Callable, Sequence
+
+from saga_hpc.workload.model import Step, Task
+
+CODING_TOOLS = ("bash", "str_replace_editor", "find", "grep", "view")
+TEST_TOOLS = ("pytest", "run_tests")
+BROWSER_TOOLS = ("click", "type", "goto", "scroll")
+
+
+def _lognormal(rng: random.Random, median: float, p90: float) -> float:
+    sigma = math.log(p90 / median) / 1.2816
+    return rng.lognormvariate(math.log(median), sigma)
+
+
+def swe_bench_task(
+    rng: random.Random, task_id: str, tenant: str, arrival_s: float, system_tokens: int
+) -> Task:
+    turns = max(2, min(120, round(_lognormal(rng, 29, 58))))
+    steps = []
+    for t in range(turns):
+        last = t == turns - 1
+        new = 600 if t == 0 else max(8, round(_lognormal(rng, 260, 2000)))
+        out = max(1, min(1000, round(_lognormal(rng, 20, 100))))
+        u = rng.random()
+        if last:
+            tool, tool_s = None, 0.0
+        elif u < 0.03:
+            tool, tool_s = rng.choice(TEST_TOOLS), rng.uniform(10, 60)
+        elif u < 0.50:
+            tool, tool_s = rng.choice(CODING_TOOLS), rng.uniform(0.4, 0.6)
+        else:
+            tool, tool_s = rng.choice(CODING_TOOLS), rng.uniform(0.0, 0.001)
+        steps.append(
+            Step(keep_tokens=1 << 30, new_tokens=new, output_tokens=out, tool=tool, tool_s=tool_s)
+        )
+    return Task(task_id, tenant, "swe-bench", arrival_s, system_tokens, tuple(steps))
+
+
+def webarena_task(
+    rng: random.Random, task_id: str, tenant: str, arrival_s: float, system_tokens: int
+) -> Task:
+    turns = rng.randint(10, 30)
+    steps = []
+    history = 0
+    for t in range(turns):
+        last = t == turns - 1
+        observation = rng.randint(2000, 8000)
+        out = max(5, round(_lognormal(rng, 40, 120)))
+        # Reused: the system prompt and the action history; the old page is dropped.
+        steps.append(
+            Step(
+                keep_tokens=history,
+                new_tokens=observation + 50,
+                output_tokens=out,
+                tool=None if last else rng.choice(BROWSER_TOOLS),
+                tool_s=0.0 if last else rng.uniform(1, 5),
+            )
+        )
+        history += 50 + out
+    return Task(task_id, tenant, "webarena", arrival_s, system_tokens, tuple(steps))
+
+
+GENERATORS: dict[str, tuple[Callable[[random.Random, str, str, float, int], Task], int]] = {
+    "swe-bench": (swe_bench_task, 3000),
+    "webarena": (webarena_task, 1500),
+}
+
+
+def generate(
+    workload: str,
+    *,
+    rate_per_s: float,
+    duration_s: float,
+    seed: int,
+    tenants: Sequence[tuple[str, float]] = (("default", 1.0),),
+) -> list[Task]:
+    """Poisson task arrivals at `rate_per_s` for `duration_s`; tenants drawn by weight."""
+    if workload not in GENERATORS:
+        raise ValueError(
+            f"unknown workload {workload!r}; choose one of {', '.join(sorted(GENERATORS))}"
+        )
+    if rate_per_s <= 0 or duration_s <= 0:
+        raise ValueError("rate and duration must be positive")
+    make, system_tokens = GENERATORS[workload]
+    rng = random.Random(f"{workload}:{seed}")
+    names = [t for t, _ in tenants]
+    weights = [w for _, w in tenants]
+    tasks, t, i = [], 0.0, 0
+    while True:
+        t += rng.expovariate(rate_per_s)
+        if t >= duration_s:
+            return tasks
+        tenant = rng.choices(names, weights)[0]
+        tasks.append(make(rng, f"{workload}-{seed}-{i}", tenant, t, system_tokens))
+        i += 1

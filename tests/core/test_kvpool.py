@@ -1,0 +1,100 @@
+"""The simulator's KV pool: prefix reuse, pinning, and each eviction order."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from saga_hpc.core.kvpool import KVPool
+
+
+def fill(pool: KVPool, keys: list[str], blocks: int = 4) -> None:
+    for i, k in enumerate(keys):
+        assert pool.admit(k, 0, blocks, float(i)) is not None
+        pool.finish(k, float(i) + 0.5)
+
+
+def evicted_first(pool: KVPool, now: float) -> str:
+    """Admit a new context that needs one entry's room; return whose blocks went."""
+    before = {k: e.blocks for k, e in pool.entries.items()}
+    assert pool.admit("new", 0, 4, now) is not None
+    return next(k for k, b in before.items() if pool.cached(k) < b)
+
+
+def test_prefix_hit_and_growth() -> None:
+    pool = KVPool(100)
+    first = pool.admit("wf", 0, 10, 0.0)
+    assert first is not None and first.hit_blocks == 0 and first.new_blocks == 10
+    pool.finish("wf", 1.0)
+    again = pool.admit("wf", 10, 14, 2.0)
+    assert again is not None and again.own_hit_blocks == 10 and again.new_blocks == 4
+    assert pool.used == 14 and pool.pinned == 14
+
+
+def test_shared_prefix_counts_once() -> None:
+    pool = KVPool(100)
+    pool.admit("a", 0, 5, 0.0, shared_key="sys", shared_blocks=20)
+    b = pool.admit("b", 0, 5, 0.0, shared_key="sys", shared_blocks=20)
+    assert b is not None and b.hit_blocks == 20 and pool.used == 30
+
+
+def test_running_contexts_are_never_evicted() -> None:
+    pool = KVPool(10)
+    assert pool.admit("a", 0, 8, 0.0) is not None
+    assert pool.admit("b", 0, 4, 1.0) is None  # a is running: no room
+    pool.finish("a", 2.0)
+    assert pool.admit("b", 0, 4, 3.0) is not None
+    assert pool.cached("a") == 6  # evicted from its tail, only what was needed
+
+
+def test_lru_evicts_least_recent() -> None:
+    pool = KVPool(12, "lru")
+    fill(pool, ["a", "b", "c"])
+    assert evicted_first(pool, 10.0) == "a"
+
+
+def test_ttl_keeps_pinned_until_expiry() -> None:
+    pool = KVPool(12, "ttl")
+    fill(pool, ["a", "b", "c"])
+    pool.retain("a", until=20.0, score=1.0, now=5.0)
+    assert evicted_first(pool, 10.0) == "b"
+    pool2 = KVPool(12, "ttl")
+    fill(pool2, ["a", "b", "c"])
+    pool2.retain("a", until=8.0, score=1.0, now=5.0)
+    assert evicted_first(pool2, 10.0) == "a"  # the hint lapsed: ordinary LRU again
+
+
+def test_aeg_evicts_released_then_lowest_score() -> None:
+    pool = KVPool(16, "aeg")
+    fill(pool, ["a", "b", "c", "d"])
+    pool.retain("a", 100.0, score=5.0, now=4.0)
+    pool.retain("b", 100.0, score=0.1, now=4.0)
+    pool.retain("c", 100.0, score=2.0, now=4.0)
+    pool.release("d", 4.0)
+    assert evicted_first(pool, 10.0) == "d"
+    assert pool.admit("new2", 0, 4, 11.0) is not None
+    assert pool.cached("b") == 0 and pool.cached("a") == 4 and pool.cached("c") == 4
+
+
+def test_belady_evicts_furthest_next_use() -> None:
+    next_use = {"a": 50.0, "b": 20.0, "c": math.inf}
+    pool = KVPool(12, "belady", lambda k, now: next_use.get(k, now))
+    fill(pool, ["a", "b", "c"])
+    assert evicted_first(pool, 10.0) == "c"
+    assert pool.admit("new2", 0, 4, 11.0) is not None
+    assert pool.cached("a") == 0 and pool.cached("b") == 4
+
+
+def test_waiting_call_keeps_its_context() -> None:
+    pool = KVPool(12, "lru")
+    fill(pool, ["a", "b", "c"])
+    pool.want("a", 9.0)
+    assert evicted_first(pool, 10.0) == "b"
+
+
+def test_bad_policy() -> None:
+    with pytest.raises(ValueError, match="unknown eviction policy"):
+        KVPool(10, "random")
+    with pytest.raises(ValueError, match="oracle"):
+        KVPool(10, "belady")
