@@ -12,7 +12,6 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 from saga_hpc.core.cost import CostModel
 from saga_hpc.core.ordering import ORDERINGS
@@ -47,15 +46,15 @@ def make_scheduler(
     cost: CostModel | None = None,
     block_tokens: int = 16,
     ttl_s: float = 10.0,
-    **overrides: Any,
+    retention: str | None = None,
+    routing: str | None = None,
+    ordering: str | None = None,
 ) -> Scheduler:
     """A scheduler for a named system; `retention=`, `routing=`, `ordering=` override one policy."""
     spec = SYSTEMS[system] if isinstance(system, str) else system
-    retention = overrides.pop("retention", spec.retention)
-    routing = overrides.pop("routing", spec.routing)
-    ordering = overrides.pop("ordering", spec.ordering)
-    if overrides:
-        raise TypeError(f"unknown scheduler options: {sorted(overrides)}")
+    retention = retention or spec.retention
+    routing = routing or spec.routing
+    ordering = ordering or spec.ordering
     for kind, name, table in (
         ("retention", retention, RETENTIONS),
         ("routing", routing, ROUTERS),

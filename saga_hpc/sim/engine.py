@@ -116,13 +116,15 @@ class Simulation:
             decode_tokens_per_s=1.0 / profile.step_s(profile.max_batch // 2),
             call_overhead_s=profile.decode_step_s_batch1,
         )
-        overrides = {
-            k: v
-            for k, v in (("retention", retention), ("routing", routing), ("ordering", ordering))
-            if v
-        }
-        self.sched = make_scheduler(system, cost=cost, block_tokens=self.block, **overrides)
-        self.system = "+".join([system, *overrides.values()])
+        self.sched = make_scheduler(
+            system,
+            cost=cost,
+            block_tokens=self.block,
+            retention=retention,
+            routing=routing,
+            ordering=ordering,
+        )
+        self.system = "+".join([system, *(p for p in (retention, routing, ordering) if p)])
         next_use: Callable[[str, float], float] | None = (
             self._next_use if retention_name == "belady" else None
         )

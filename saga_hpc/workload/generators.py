@@ -102,7 +102,8 @@ def generate(
     rng = random.Random(f"{workload}:{seed}")
     names = [t for t, _ in tenants]
     weights = [w for _, w in tenants]
-    tasks, t, i = [], 0.0, 0
+    tasks: list[Task] = []
+    t, i = 0.0, 0
     while True:
         t += rng.expovariate(rate_per_s)
         if t >= duration_s:
