@@ -73,6 +73,7 @@ class Scheduler:
         self.unrouted: list[Waiting] = []  # arrived while no worker was alive
         self.waiting_on: dict[str, tuple[str, str]] = {}  # call id -> (target worker, group)
         self.backlog: dict[str, int] = {}  # ordering group -> waiting calls, over all queues
+        self._backlogged: set[str] = set()  # workers with calls waiting for them
         # call id -> (spec, worker, arrival seq): a re-queued call keeps its place in line
         self.running: dict[str, tuple[CallSpec, str, int]] = {}
         self.flows: dict[str, _Flow] = {}
@@ -80,6 +81,7 @@ class Scheduler:
         self._seq = 0
         self._registered = 0
         self.mean_service_s = 1.0  # EWMA of observed call service, for steal decisions
+        self.record_story = True  # the simulator turns it off: millions of events, no reader
 
     # -------------------------------------------------------------- workers
 
@@ -101,6 +103,7 @@ class Scheduler:
         view = self.workers.pop(worker_id, None)
         if view is None:
             return []
+        self._backlogged.discard(worker_id)
         self.router.forget_worker(worker_id)
         self.stats.pop(worker_id, None)
         orphans = [
@@ -256,6 +259,7 @@ class Scheduler:
         self.waiting_on[w.spec.call_id] = (target, group)
         self.backlog[group] = self.backlog.get(group, 0) + 1
         self.workers[target].waiting += 1
+        self._backlogged.add(target)
 
     def _unwait(self, call_id: str) -> str:
         """Bookkeeping of a call leaving a queue; returns the queue's worker."""
@@ -266,15 +270,20 @@ class Scheduler:
         else:
             del self.backlog[group]
         if target in self.workers:
-            self.workers[target].waiting -= 1
+            view = self.workers[target]
+            view.waiting -= 1
+            if view.waiting == 0:
+                self._backlogged.discard(target)
         return target
 
     def _pump(self, now: float, stim: str) -> list[Decision]:
         """Fill free slots: each worker from its own queue, then (if the router
         steals) idle workers from others' queues when that saves time."""
         decisions: list[Decision] = []
-        for view in sorted(self.workers.values(), key=lambda v: v.order):
-            queue = self.queues[view.worker_id]
+        # Only workers with calls waiting for them can dispatch (O(backlogged), not O(workers)).
+        for wid in sorted(self._backlogged, key=lambda w: self.workers[w].order):
+            view = self.workers[wid]
+            queue = self.queues[wid]
             while view.free() > 0 and len(queue) > 0:
                 picked = queue.best(self.ordering.rank)
                 if picked is None:
@@ -282,33 +291,20 @@ class Scheduler:
                 queue.pop(picked[0])
                 self._unwait(picked[1].spec.call_id)
                 decisions += self._dispatch(picked[1], view, picked[1].reason, stim)
-        if self.router.steals:
+        if self.router.steals and self._backlogged:
             decisions += self._steal(stim)
         return decisions
 
     def _steal(self, stim: str) -> list[Decision]:
         decisions: list[Decision] = []
-        idle = [
-            v for v in self.workers.values() if v.free() > 0 and len(self.queues[v.worker_id]) == 0
-        ]
+        idle = [v for v in self.workers.values() if v.waiting == 0 and v.free() > 0]
         for thief in sorted(idle, key=lambda v: v.order):
             while thief.free() > 0:
-                best: tuple[float, WorkerView, str, Waiting] | None = None
-                for victim in self.workers.values():
-                    queue = self.queues[victim.worker_id]
-                    if victim is thief or len(queue) == 0:
-                        continue
-                    picked = queue.best(self.ordering.rank)
-                    if picked is None:
-                        continue
-                    # The head of the victim's queue waits for a slot there; moving it
-                    # costs recomputing its prefix here (its blocks stay with the victim).
-                    wait_s = len(queue) / victim.slots * self.mean_service_s
-                    gain = wait_s - self.cost.recompute_s(picked[1].spec.prompt_tokens)
-                    if gain > 0 and (best is None or gain > best[0]):
-                        best = (gain, victim, picked[0], picked[1])
+                # The gain does not depend on the thief: when no queue is worth
+                # stealing from, no idle worker will steal; stop at once.
+                best = self._best_victim(thief)
                 if best is None:
-                    break
+                    return decisions
                 gain, victim, group, w = best
                 self.queues[victim.worker_id].pop(group)
                 self._unwait(w.spec.call_id)
@@ -319,6 +315,24 @@ class Scheduler:
                 )
                 decisions += self._dispatch(w, thief, reason, stim)
         return decisions
+
+    def _best_victim(self, thief: WorkerView) -> tuple[float, WorkerView, str, Waiting] | None:
+        best: tuple[float, WorkerView, str, Waiting] | None = None
+        for wid in sorted(self._backlogged, key=lambda w: self.workers[w].order):
+            victim = self.workers[wid]
+            if victim is thief:
+                continue
+            queue = self.queues[wid]
+            picked = queue.best(self.ordering.rank)
+            if picked is None:
+                continue
+            # The head of the victim's queue waits for a slot there; moving it
+            # costs recomputing its prefix here (its blocks stay with the victim).
+            wait_s = len(queue) / victim.slots * self.mean_service_s
+            gain = wait_s - self.cost.recompute_s(picked[1].spec.prompt_tokens)
+            if gain > 0 and (best is None or gain > best[0]):
+                best = (gain, victim, picked[0], picked[1])
+        return best
 
     def _dispatch(self, w: Waiting, view: WorkerView, reason: str, stim: str) -> list[Decision]:
         decisions: list[Decision] = []
@@ -361,7 +375,7 @@ class Scheduler:
         detail: str,
         decisions: list[Decision],
     ) -> None:
-        flow = self.flows.get(workflow_id)
+        flow = self.flows.get(workflow_id) if self.record_story else None
         if flow is not None:
             mine = tuple(d for d in decisions if d.workflow_id == workflow_id)
             flow.story.append(StoryEntry(now, stim, event, detail, mine))

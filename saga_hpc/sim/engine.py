@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import heapq
 import math
+import zlib
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -124,6 +125,7 @@ class Simulation:
             routing=routing,
             ordering=ordering,
         )
+        self.sched.record_story = False
         self.system = "+".join([system, *(p for p in (retention, routing, ordering) if p)])
         next_use: Callable[[str, float], float] | None = (
             self._next_use if retention_name == "belady" else None
@@ -146,6 +148,7 @@ class Simulation:
         self._next_arrival: dict[str, float] = {}  # workflow -> when its next call arrives
         self._left_blocks: dict[str, tuple[int, int]] = {}  # workflow -> (gpu, blocks) at leave
         self._live: set[str] = set()
+        self._prompts: dict[str, list[int]] = {}
         self.records: list[CallRecord] = []
         self.tct: dict[str, float] = {}
         self.kv_samples: list[tuple[float, float, float]] = []
@@ -201,7 +204,9 @@ class Simulation:
     # ------------------------------------------------------------------ calls
 
     def _make_call(self, task: Task, index: int, at: float) -> _Call:
-        prompts = task.prompt_tokens()
+        prompts = self._prompts.get(task.task_id)
+        if prompts is None:
+            prompts = self._prompts[task.task_id] = task.prompt_tokens()
         step = task.steps[index]
         previous_context = (
             prompts[index - 1] + task.steps[index - 1].output_tokens - task.system_tokens
@@ -216,14 +221,19 @@ class Simulation:
     def _arrive(self, call: _Call, now: float) -> None:
         self._calls[call.call_id] = call
         self._live.add(call.task.task_id)
+        # Two coarse "blocks" stand for the prompt's prefix: the shared system prompt
+        # and the workflow's own context (per-block hashes would cost O(context) per call).
+        task = call.task
+        hashes = (zlib.crc32(task.task_class.encode()), zlib.crc32(task.task_id.encode()))
         spec = CallSpec(
             call.call_id,
-            call.task.task_id,
-            call.task.tenant,
+            task.task_id,
+            task.tenant,
             call.prompt,
             call.out,
             now,
-            call.task.task_class,
+            task.task_class,
+            hashes if call.index else hashes[:1],
         )
         self._apply(self.sched.submit(spec, now), now)
 
@@ -318,6 +328,7 @@ class Simulation:
             self._push(back, _ARRIVE, self._make_call(task, call.index + 1, back))
         else:
             self.tct[task.task_id] = now - task.arrival_s
+            self._prompts.pop(task.task_id, None)
         self._apply(self.sched.complete(outcome, now), now)
         while gpu.pending and self._start(gpu.pending[0], now):
             gpu.pending.popleft()

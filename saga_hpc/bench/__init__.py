@@ -1,0 +1,1 @@
+"""Benchmarks: simulated systems side by side (and, later, real vLLM workers)."""
