@@ -1,0 +1,86 @@
+"""Workload generators and JSONL traces."""
+
+from __future__ import annotations
+
+import json
+import statistics
+from pathlib import Path
+
+import pytest
+
+from saga_hpc.workload.generators import generate
+from saga_hpc.workload.trace import TraceError, read_trace, write_trace
+
+
+def test_generators_are_deterministic_per_seed() -> None:
+    a = generate("swe-bench", rate_per_s=1, duration_s=100, seed=3)
+    b = generate("swe-bench", rate_per_s=1, duration_s=100, seed=3)
+    c = generate("swe-bench", rate_per_s=1, duration_s=100, seed=4)
+    assert a == b and a != c
+
+
+def test_swe_bench_shape() -> None:
+    tasks = generate("swe-bench", rate_per_s=5, duration_s=200, seed=0)
+    turns = [len(t.steps) for t in tasks]
+    assert 22 <= statistics.median(turns) <= 36 and max(turns) <= 120
+    growth = [s.new_tokens for t in tasks for s in t.steps[1:]]
+    assert 180 <= statistics.median(growth) <= 360
+    tools = [s.tool_s for t in tasks for s in t.steps[:-1]]
+    assert 0.015 <= sum(x > 10 for x in tools) / len(tools) <= 0.05
+    assert all(t.steps[-1].tool is None for t in tasks)
+    prompts = tasks[0].prompt_tokens()
+    assert prompts == sorted(prompts)  # append-only context
+
+
+def test_webarena_replaces_observations() -> None:
+    (task, *_) = generate("webarena", rate_per_s=1, duration_s=50, seed=0)
+    assert 10 <= len(task.steps) <= 30
+    prompts = task.prompt_tokens()
+    assert max(prompts) < task.system_tokens + 10_000  # observations do not pile up
+
+
+def test_tenant_mix_follows_weights() -> None:
+    tasks = generate(
+        "webarena", rate_per_s=10, duration_s=200, seed=0, tenants=(("a", 3.0), ("b", 1.0))
+    )
+    share = sum(t.tenant == "a" for t in tasks) / len(tasks)
+    assert 0.7 <= share <= 0.8
+
+
+def test_trace_round_trip(tmp_path: Path) -> None:
+    tasks = generate("swe-bench", rate_per_s=1, duration_s=30, seed=1)
+    path = tmp_path / "trace.jsonl"
+    assert write_trace(tasks, path) == len(tasks)
+    assert read_trace(path) == tasks
+
+
+@pytest.mark.parametrize(
+    ("line", "needle"),
+    [
+        ("not json", "line 2: not JSON"),
+        ('{"task_id": "x"}', "missing field"),
+        ('{"task_id": 5, "tenant": "a", "arrival_s": 0, "steps": [{}]}', "missing field"),
+        ('{"task_id": "x", "tenant": "a", "arrival_s": 0, "steps": []}', "at least one step"),
+        (
+            '{"task_id": "x", "tenant": "a", "arrival_s": -1, "steps": '
+            '[{"keep_tokens": 0, "new_tokens": 1, "output_tokens": 1, "tool": null, "tool_s": 0}]}',
+            "must not be negative",
+        ),
+        ('{"task_id": "x", "tenant": "a", "arrival_s": "soon", "steps": []}', "wrong type"),
+    ],
+)
+def test_bad_trace_lines_name_the_line(tmp_path: Path, line: str, needle: str) -> None:
+    good = json.dumps(
+        {
+            "task_id": "ok",
+            "tenant": "a",
+            "arrival_s": 0,
+            "steps": [
+                {"keep_tokens": 0, "new_tokens": 5, "output_tokens": 1, "tool": None, "tool_s": 0}
+            ],
+        }
+    )
+    path = tmp_path / "bad.jsonl"
+    path.write_text(good + "\n" + line + "\n")
+    with pytest.raises(TraceError, match=needle):
+        read_trace(path)
