@@ -22,8 +22,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument(
         "--load",
         type=float,
-        default=0.5,
-        help="task arrivals per second per GPU (default 0.5: the baseline loaded but stable)",
+        default=None,
+        help="task arrivals per second per GPU (default: per workload, where the vllm baseline "
+        "is loaded but stable: swe-bench 0.5, webarena 0.6)",
     )
     p.add_argument("--profile", default="h100-llama3-8b", help="GPU profile name or JSON path")
     p.add_argument("--json", type=Path, help="write the result document here")
@@ -46,7 +47,7 @@ def _bench(args: argparse.Namespace) -> int:
     from saga_hpc.sim.profile import load_profile
     from saga_hpc.workload.generators import GENERATORS
 
-    if args.gpus < 1 or args.duration <= 0 or args.load <= 0:
+    if args.gpus < 1 or args.duration <= 0 or (args.load is not None and args.load <= 0):
         raise UsageError("--gpus, --duration and --load must be positive")
     try:
         profile = load_profile(args.profile)
