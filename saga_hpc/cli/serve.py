@@ -56,6 +56,13 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         default=600.0,
         help="seconds to wait for all workers to register (default 600)",
     )
+    p.add_argument(
+        "--slurm-sync",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help="mirror Slurm accounts, users and fair-share weights this often (0 = off)",
+    )
     p.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     add_db_argument(p)
     p.set_defaults(func=_serve)
@@ -120,6 +127,7 @@ def _head(args: argparse.Namespace, comm: object, size: int, single_host: bool) 
         system=args.system,
         max_model_len=args.max_model_len,
         ready_timeout_s=args.ready_timeout,
+        slurm_sync_s=args.slurm_sync,
     )
     # Workers on other nodes need a routable address; on one node loopback is enough.
     zmq_bind = "tcp://127.0.0.1:*" if single_host else "tcp://*:*"

@@ -46,6 +46,7 @@ class ServeOptions:
     drain_s: float = 30.0
     heartbeat_s: float = 1.0
     worker_timeout_s: float = 5.0
+    slurm_sync_s: float = 0.0  # mirror Slurm accounts and shares this often (0: never)
 
 
 class _Server(uvicorn.Server):
@@ -102,12 +103,29 @@ class HeadRuntime:
         self._server: _Server | None = None
         self._stop_requested = False
         self._handover_task: asyncio.Task[None] | None = None
+        self._sync_task: asyncio.Task[None] | None = None
 
     def stop(self) -> None:
         """Thread-safe: uvicorn polls the flag."""
         self._stop_requested = True
         if self._server is not None:
             self._server.should_exit = True
+
+    async def _sync_slurm(self, head: HeadService, store: Store) -> None:
+        """Tenants follow Slurm: associations (who may use which account) and the
+        fair-share weights that Agent Fair Share divides service by."""
+        from saga_hpc.slurm.client import SlurmClient, SlurmError
+        from saga_hpc.slurm.sync import sync_accounts
+
+        while True:
+            try:
+                summary = await asyncio.to_thread(sync_accounts, SlurmClient(), store)
+                head.scheduler.update_shares(store.shares(), time.time())
+                if summary.added or summary.removed:
+                    log.info("Slurm sync: %s", summary.line())
+            except SlurmError as exc:
+                log.warning("Slurm sync failed (will retry): %s", exc)
+            await asyncio.sleep(self.opts.slurm_sync_s)
 
     def begin_handover(self) -> None:
         """Slurm's walltime warning (forwarded by the batch script): see handover.py."""
@@ -144,6 +162,8 @@ class HeadRuntime:
         endpoint = self.bind_zmq(head)
         self.announce(endpoint)
         head.start()
+        if opts.slurm_sync_s > 0:
+            self._sync_task = asyncio.get_running_loop().create_task(self._sync_slurm(head, store))
         app = create_app(
             head,
             prompts,

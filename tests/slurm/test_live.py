@@ -101,3 +101,26 @@ def test_submit_list_cancel_as_another_user(shared_dir: Path) -> None:
         client.cancel(job_id)
     with pytest.raises(SlurmError, match="Invalid account"):
         client.submit(script, account="physics", user="bob")
+
+
+def test_head_follows_slurm_accounts_and_shares(
+    temp_account: str, tiny_model: Path, tmp_path: Path
+) -> None:
+    from tests.support.harness import HeadHarness
+
+    db = f"sqlite:///{tmp_path / 'saga.db'}"
+    with HeadHarness(tiny_model, db, workers=1, slurm_sync_s=0.5) as h:
+        store = Store.open(db)
+        deadline = time.monotonic() + 20
+        while not store.has_association("bob", temp_account) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert store.has_association("bob", temp_account)
+        assert h.runtime.head is not None
+        weights = h.runtime.head.scheduler.ordering.weights  # type: ignore[attr-defined]
+        assert weights[temp_account] == pytest.approx(store.shares()[temp_account])
+        sacctmgr("delete", "user", "bob", f"account={temp_account}")
+        deadline = time.monotonic() + 20
+        while store.has_association("bob", temp_account) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert not store.has_association("bob", temp_account)  # removed in Slurm: gone here
+        store.close()

@@ -22,6 +22,7 @@ class HeadHarness:
         workers: int = 2,
         system: str = "saga",
         worker_timeout_s: float = 5.0,
+        slurm_sync_s: float = 0.0,
         **worker_kwargs: Any,
     ) -> None:
         self.opts = ServeOptions(
@@ -37,6 +38,7 @@ class HeadHarness:
             drain_s=2.0,
             heartbeat_s=min(1.0, worker_timeout_s / 3),
             worker_timeout_s=worker_timeout_s,
+            slurm_sync_s=slurm_sync_s,
         )
         self.n_workers = workers
         self.worker_kwargs = worker_kwargs
