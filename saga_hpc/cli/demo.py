@@ -11,39 +11,19 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import random
-import signal
-import subprocess
 import sys
 import time
 from pathlib import Path
 
 from saga_hpc.client.agent import AgentTask, CallResult, TaskResult, Turn, run_task
+from saga_hpc.client.service import ServiceError, ServiceProcess
 from saga_hpc.config import saga_home
 from saga_hpc.errors import UsageError
+from saga_hpc.model.tiny import WORDS
 
 ACCOUNTS = (("physics", "alice"), ("biology", "bob"))
 TOOLS = ("bash", "edit", "pytest", "grep")
-_WORDS = [
-    "def",
-    "class",
-    "return",
-    "import",
-    "self",
-    "agent",
-    "tool",
-    "call",
-    "file",
-    "test",
-    "patch",
-    "diff",
-    "git",
-    "error",
-    "pass",
-    "fail",
-    "run",
-]
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -71,7 +51,7 @@ def make_tasks(n: int, mean_turns: int, seed: int) -> list[AgentTask]:
     rng = random.Random(seed)
 
     def words(k: int) -> str:
-        return " ".join(rng.choice(_WORDS) for _ in range(k))
+        return " ".join(rng.choice(WORDS) for _ in range(k))
 
     systems = {
         acct: f"You are the {acct} group's coding agent. " + words(300) for acct, _ in ACCOUNTS
@@ -120,9 +100,19 @@ def _demo(args: argparse.Namespace) -> int:
     _step("tiny model: " + ("present" if (model / "config.json").is_file() else "generating"))
     generate(model)
     keys = _provision(db)
-    server = _start_server(model, db, run_dir, args.workers)
+    _step(f"starting head + {args.workers} vLLM-CPU workers (engine start takes ~20-40 s)")
+    service = ServiceProcess(
+        model,
+        db,
+        run_dir,
+        workers=args.workers,
+        on_wait=lambda: _step("waiting for workers to register..."),
+    )
     try:
-        endpoint = _wait_endpoint(server, run_dir / "endpoint.json", run_dir / "serve.log")
+        try:
+            endpoint = service.start().info
+        except ServiceError as exc:
+            raise SystemExit(f"saga-hpc: error: {exc}") from None
         _step(
             f"service up at {endpoint['url']} with {endpoint['workers']} workers "
             f"({time.monotonic() - t_start:.0f} s so far)"
@@ -135,7 +125,8 @@ def _demo(args: argparse.Namespace) -> int:
         )
         results = asyncio.run(_replay(str(endpoint["url"]), keys, tasks, total_calls))
     finally:
-        leftover = _stop_server(server)
+        _step("stopping the service")
+        leftover = service.stop()
     failed = [r for r in results if r.error]
     report = _report(db, results)
     _print_report(report)
@@ -174,85 +165,6 @@ def _provision(db: str) -> dict[str, str]:
         store.close()
     _step("accounts physics (alice) and biology (bob) with one API key each")
     return keys
-
-
-def _start_server(model: Path, db: str, run_dir: Path, workers: int) -> subprocess.Popen[bytes]:
-    cmd = [
-        sys.executable,
-        "-m",
-        "saga_hpc.cli.main",
-        "serve",
-        "--model",
-        str(model),
-        "--db",
-        db,
-        "--port",
-        "0",
-        "--workers",
-        str(workers),
-        "--endpoint-file",
-        str(run_dir / "endpoint.json"),
-    ]
-    _step(f"starting head + {workers} vLLM-CPU workers (engine start takes ~20-40 s)")
-    log = open(run_dir / "serve.log", "wb")  # noqa: SIM115 - the child owns it
-    # Own session: stopping the demo stops mpirun, every rank and vLLM's engine processes.
-    return subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-
-
-def _wait_endpoint(
-    server: subprocess.Popen[bytes], path: Path, log: Path, timeout_s: float = 600
-) -> dict[str, object]:
-    deadline = time.monotonic() + timeout_s
-    last_note = 0.0
-    while not path.is_file():
-        if server.poll() is not None:
-            tail = log.read_text(errors="replace").splitlines()[-15:]
-            raise SystemExit(
-                "saga-hpc: error: the service exited during start:\n  " + "\n  ".join(tail)
-            )
-        if time.monotonic() > deadline:
-            raise SystemExit(
-                f"saga-hpc: error: service not ready after {timeout_s:.0f} s; see {log}"
-            )
-        if time.monotonic() - last_note > 10:
-            last_note = time.monotonic()
-            _step("waiting for workers to register...")
-        time.sleep(0.3)
-    info: dict[str, object] = json.loads(path.read_text())
-    return info
-
-
-def _stop_server(server: subprocess.Popen[bytes]) -> list[int]:
-    """SIGTERM the service's process group, then make sure nothing is left."""
-    _step("stopping the service")
-    pgid = server.pid
-    try:
-        os.killpg(pgid, signal.SIGTERM)
-        server.wait(timeout=90)
-    except ProcessLookupError:
-        pass
-    except subprocess.TimeoutExpired:
-        os.killpg(pgid, signal.SIGKILL)
-        server.wait()
-    for _ in range(50):  # vLLM's engine processes exit shortly after their parent
-        left = _group_members(pgid)
-        if not left:
-            return []
-        time.sleep(0.2)
-    os.killpg(pgid, signal.SIGKILL)
-    return left
-
-
-def _group_members(pgid: int) -> list[int]:
-    members = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if int(fields[2]) == pgid and fields[0] != "Z":
-            members.append(int(stat.parent.name))
-    return members
 
 
 async def _replay(

@@ -19,7 +19,7 @@ CHAT_TEMPLATE = (
     "{% if add_generation_prompt %}<|assistant|>\n{% endif %}"
 )
 SPEC_FILE = "saga-model.json"
-_WORDS = [
+WORDS = [
     "def",
     "class",
     "return",
@@ -65,7 +65,7 @@ class TinyModelSpec:
 
 def _corpus(n: int = 4000) -> list[str]:
     rng = random.Random(0)
-    return [" ".join(rng.choice(_WORDS) for _ in range(rng.randint(5, 30))) for _ in range(n)]
+    return [" ".join(rng.choice(WORDS) for _ in range(rng.randint(5, 30))) for _ in range(n)]
 
 
 def is_generated(out: Path, spec: TinyModelSpec) -> bool:

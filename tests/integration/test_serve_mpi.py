@@ -11,8 +11,8 @@ import httpx
 import openai
 import pytest
 
+from saga_hpc.client.service import ServiceProcess
 from saga_hpc.store.store import Store
-from tests.support.service_proc import ServiceProcess
 
 pytestmark = [pytest.mark.vllm, pytest.mark.mpi, pytest.mark.timeout(900)]
 
@@ -31,7 +31,7 @@ def served(
         store.ensure_user(user)
         store.ensure_association(user, account)
         keys[account] = store.create_api_key(user, account)[1]
-    with ServiceProcess(tiny_model, db, run_dir, workers=2) as svc:
+    with ServiceProcess(tiny_model, db, run_dir, workers=2, ready_timeout_s=400) as svc:
         yield svc, store, keys
     store.close()
 
