@@ -18,10 +18,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from saga_hpc.core.cost import CostModel
-from saga_hpc.core.ordering import Ordering
+from saga_hpc.core.ordering import ORDERINGS, Ordering
 from saga_hpc.core.queue import GroupedQueue, Waiting
-from saga_hpc.core.retention import Retention
-from saga_hpc.core.routing import Router, WorkerView
+from saga_hpc.core.retention import RETENTIONS, Retention
+from saga_hpc.core.routing import ROUTERS, CacheAware, Router, WorkerView
 from saga_hpc.core.types import (
     CallOutcome,
     CallSpec,
@@ -30,6 +30,7 @@ from saga_hpc.core.types import (
     Release,
     Retain,
     StoryEntry,
+    SystemSpec,
     WorkerStats,
 )
 
@@ -52,19 +53,40 @@ class _Flow:
 
 
 class Scheduler:
+    """Events in (`add_worker`, `submit`, `complete`, ...), decisions out.
+
+    `system` names the three policies; `router`, `ordering` and `retention`
+    objects, when given, replace the ones built from those names (tests,
+    custom policies). `block_tokens` sizes prefix hashes for cache-aware
+    routing; `ttl_s` is the `ttl` retention's pin; a workflow away longer than
+    `abandon_after_s` is given up (its hints released).
+    """
+
     def __init__(
         self,
-        system_name: str,
-        router: Router,
-        ordering: Ordering,
-        retention: Retention,
+        system: SystemSpec,
+        *,
+        router: Router | None = None,
+        ordering: Ordering | None = None,
+        retention: Retention | None = None,
         cost: CostModel | None = None,
+        block_tokens: int = 16,
+        ttl_s: float = 10.0,
         abandon_after_s: float = 900.0,
     ) -> None:
-        self.system_name = system_name
+        self.system = system
+        self.system_name = system.name
+        if router is None:
+            router = (
+                CacheAware(block_tokens)
+                if system.routing == "cache-aware"
+                else ROUTERS[system.routing]()
+            )
         self.router = router
-        self.ordering = ordering
-        self.retention = retention
+        self.ordering = ordering or ORDERINGS[system.ordering]()
+        self.retention = retention or RETENTIONS[system.retention](
+            ttl_s=ttl_s, block_tokens=block_tokens
+        )
         self.cost = cost or CostModel()
         self.abandon_after_s = abandon_after_s
         self.workers: dict[str, WorkerView] = {}

@@ -11,21 +11,16 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import replace
 
 from saga_hpc.core.cost import CostModel
 from saga_hpc.core.ordering import ORDERINGS
 from saga_hpc.core.retention import RETENTIONS
-from saga_hpc.core.routing import ROUTERS, CacheAware
+from saga_hpc.core.routing import ROUTERS
 from saga_hpc.core.scheduler import Scheduler
+from saga_hpc.core.types import SystemSpec
 
-
-@dataclass(frozen=True)
-class SystemSpec:
-    name: str
-    retention: str
-    routing: str
-    ordering: str
+__all__ = ["SYSTEMS", "SystemSpec", "make_scheduler"]
 
 
 SYSTEMS: dict[str, SystemSpec] = {
@@ -64,11 +59,9 @@ def make_scheduler(
             raise ValueError(
                 f"unknown {kind} policy {name!r}; choose one of {', '.join(sorted(table))}"
             )
-    router = CacheAware(block_tokens) if routing == "cache-aware" else ROUTERS[routing]()
     return Scheduler(
-        spec.name,
-        router,
-        ORDERINGS[ordering](),
-        RETENTIONS[retention](ttl_s=ttl_s, block_tokens=block_tokens),
-        cost,
+        replace(spec, retention=retention, routing=routing, ordering=ordering),
+        cost=cost,
+        block_tokens=block_tokens,
+        ttl_s=ttl_s,
     )

@@ -121,3 +121,13 @@ class StoryEntry:
     event: str
     detail: str
     decisions: tuple[Decision, ...] = field(default=())
+
+
+@dataclass(frozen=True, slots=True)
+class SystemSpec:
+    """A named bundle of policies, each by its registry name (see `core.systems`)."""
+
+    name: str
+    retention: str  # lru | ttl | aeg | belady
+    routing: str  # round-robin | least-loaded | affinity | cache-aware | affinity-steal
+    ordering: str  # fcfs | vtc | plas | afs
