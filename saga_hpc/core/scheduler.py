@@ -45,6 +45,7 @@ class _Flow:
     task_class: str
     started: float
     last_worker: str | None = None
+    calls: int = 0  # calls completed: the position of the last one in the workflow
     away_tool: str | None = None  # tool it left on, None while a call is in flight
     left_at: float = 0.0
     retained_on: str | None = None
@@ -152,7 +153,7 @@ class Scheduler:
         if flow is None:
             flow = self.flows[spec.workflow_id] = _Flow(spec.tenant, spec.task_class, now)
         elif flow.away_tool is not None:
-            self.retention.on_return(spec, flow.away_tool, now - flow.left_at)
+            self.retention.on_return(spec, flow.away_tool, now - flow.left_at, flow.calls)
             flow.away_tool = None
         self._enqueue(Waiting(spec, now, self._next_seq()))
         decisions = self._pump(now, stim)
@@ -183,7 +184,10 @@ class Scheduler:
         decisions: list[Decision] = []
         flow = self.flows.get(spec.workflow_id)
         if flow is not None:
-            decisions += self.retention.on_leave(worker_id, spec, outcome, now, stim)
+            flow.calls += 1
+            decisions += self.retention.on_leave(
+                worker_id, spec, outcome, now, stim, position=flow.calls
+            )
             if outcome.workflow_done:
                 self._forget(spec.workflow_id)
             else:
@@ -238,7 +242,7 @@ class Scheduler:
             _, wf, left_at = heapq.heappop(self._away)
             flow = self.flows.get(wf)
             if flow is not None and flow.away_tool is not None and flow.left_at == left_at:
-                self.retention.on_abandon(flow.task_class, flow.away_tool)
+                self.retention.on_abandon(flow.task_class, flow.away_tool, flow.calls)
                 decisions += self.end_workflow(wf, now)
         return decisions + self._pump(now, "tick")
 

@@ -47,12 +47,37 @@ class ToolStats:
         return (self.returns + 1) / (self.returns + self.abandons + 2)
 
 
+def position_bucket(position: int) -> int:
+    """Calls 1..7 each their own bucket, then one bucket per doubling (8-15, 16-31, ...)."""
+    return position if position < 8 else 8 + int(math.log2(position / 8))
+
+
+@dataclass(slots=True)
+class Counts:
+    """Returns vs abandons of workflows that left on a tool call."""
+
+    returns: int = 0
+    abandons: int = 0
+
+    def odds(self) -> float:
+        # Laplace prior, as ToolStats.p_return.
+        return (self.returns + 1) / (self.abandons + 1)
+
+
 class AegPredictor:
-    """P(return) and return time per (task class, tool), with a prior for unseen tools."""
+    """P(return) and return time per (task class, tool), with a prior for unseen tools.
+
+    P(return) combines two online estimates, per (task class, tool) and per
+    (task class, position of the call in its workflow), naive-Bayes style in
+    odds: odds = odds(tool) * odds(position) / odds(task class). A late call of
+    a long workflow returns less often than an early one after the same tool.
+    """
 
     def __init__(self, prior_s: float = 2.0) -> None:
         self.prior_s = prior_s
         self.stats: dict[tuple[str, str], ToolStats] = {}
+        self.positions: dict[tuple[str, int], Counts] = {}
+        self.classes: dict[str, Counts] = {}
 
     def _get(self, task_class: str, tool: str) -> ToolStats:
         return self.stats.setdefault((task_class, tool), ToolStats())
@@ -68,15 +93,33 @@ class AegPredictor:
             return 2 * self.prior_s
         return s.mean_s + 2 * math.sqrt(s.var_s2) + 0.05
 
-    def p_return(self, task_class: str, tool: str) -> float:
+    def p_return(self, task_class: str, tool: str, position: int | None = None) -> float:
         s = self.stats.get((task_class, tool))
-        return ToolStats().p_return() if s is None else s.p_return()
+        p_tool = ToolStats().p_return() if s is None else s.p_return()
+        if position is None:
+            return p_tool
+        odds = p_tool / (1 - p_tool)
+        at = self.positions.get((task_class, position_bucket(position)), Counts())
+        odds *= at.odds() / self.classes.get(task_class, Counts()).odds()
+        return odds / (1 + odds)
 
-    def observe_return(self, task_class: str, tool: str, gap_s: float) -> None:
+    def observe_return(
+        self, task_class: str, tool: str, gap_s: float, position: int | None = None
+    ) -> None:
         self._get(task_class, tool).observe_return(gap_s)
+        if position is not None:
+            self.positions.setdefault(
+                (task_class, position_bucket(position)), Counts()
+            ).returns += 1
+            self.classes.setdefault(task_class, Counts()).returns += 1
 
-    def observe_abandon(self, task_class: str, tool: str) -> None:
+    def observe_abandon(self, task_class: str, tool: str, position: int | None = None) -> None:
         self._get(task_class, tool).abandons += 1
+        if position is not None:
+            self.positions.setdefault(
+                (task_class, position_bucket(position)), Counts()
+            ).abandons += 1
+            self.classes.setdefault(task_class, Counts()).abandons += 1
 
 
 class Retention:
@@ -89,15 +132,25 @@ class Retention:
         self.block_tokens = block_tokens
 
     def on_leave(
-        self, worker_id: str, spec: CallSpec, outcome: CallOutcome, now: float, stimulus: str
+        self,
+        worker_id: str,
+        spec: CallSpec,
+        outcome: CallOutcome,
+        now: float,
+        stimulus: str,
+        position: int | None = None,
     ) -> list[Decision]:
-        """A call finished; the workflow is away on `outcome.next_tool` (or done)."""
+        """A call finished (the `position`-th of its workflow); the workflow is
+        away on `outcome.next_tool` (or done)."""
         return []
 
-    def on_return(self, spec: CallSpec, tool: str, gap_s: float) -> None:
-        """The workflow came back after `tool`, `gap_s` seconds after leaving."""
+    def on_return(
+        self, spec: CallSpec, tool: str, gap_s: float, position: int | None = None
+    ) -> None:
+        """The workflow came back after `tool`, `gap_s` seconds after leaving its
+        `position`-th call."""
 
-    def on_abandon(self, task_class: str, tool: str) -> None:
+    def on_abandon(self, task_class: str, tool: str, position: int | None = None) -> None:
         """The workflow never came back after `tool` (its hint lapsed and it ended)."""
 
 
@@ -105,7 +158,13 @@ class Ttl(Retention):
     name = "ttl"
 
     def on_leave(
-        self, worker_id: str, spec: CallSpec, outcome: CallOutcome, now: float, stimulus: str
+        self,
+        worker_id: str,
+        spec: CallSpec,
+        outcome: CallOutcome,
+        now: float,
+        stimulus: str,
+        position: int | None = None,
     ) -> list[Decision]:
         if outcome.workflow_done:
             return [Release(worker_id, spec.workflow_id, stimulus)]
@@ -122,12 +181,18 @@ class Aeg(Retention):
         self.predictor = AegPredictor()
 
     def on_leave(
-        self, worker_id: str, spec: CallSpec, outcome: CallOutcome, now: float, stimulus: str
+        self,
+        worker_id: str,
+        spec: CallSpec,
+        outcome: CallOutcome,
+        now: float,
+        stimulus: str,
+        position: int | None = None,
     ) -> list[Decision]:
         if outcome.workflow_done:
             return [Release(worker_id, spec.workflow_id, stimulus)]
         tool = outcome.next_tool or "unknown"
-        p = self.predictor.p_return(spec.task_class, tool)
+        p = self.predictor.p_return(spec.task_class, tool, position)
         gap = self.predictor.expected_gap_s(spec.task_class, tool)
         # Keeping the context saves recomputing all its blocks if the workflow
         # returns, and costs its blocks for the time it is away: per block and
@@ -136,11 +201,13 @@ class Aeg(Retention):
         until = now + self.predictor.horizon_s(spec.task_class, tool)
         return [Retain(worker_id, spec.workflow_id, until, score, stimulus)]
 
-    def on_return(self, spec: CallSpec, tool: str, gap_s: float) -> None:
-        self.predictor.observe_return(spec.task_class, tool, gap_s)
+    def on_return(
+        self, spec: CallSpec, tool: str, gap_s: float, position: int | None = None
+    ) -> None:
+        self.predictor.observe_return(spec.task_class, tool, gap_s, position)
 
-    def on_abandon(self, task_class: str, tool: str) -> None:
-        self.predictor.observe_abandon(task_class, tool)
+    def on_abandon(self, task_class: str, tool: str, position: int | None = None) -> None:
+        self.predictor.observe_abandon(task_class, tool, position)
 
 
 class Belady(Retention):
