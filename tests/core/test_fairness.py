@@ -81,3 +81,49 @@ def test_afs_deviation_stays_within_its_bound(
                     assert dev <= c_max * (1 / w[i] + 1 / w[j]) + 1e-9
         nxt = [d.call_id for d in decisions if isinstance(d, Dispatch)]
         running = nxt[0] if nxt else ""
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    slots=st.integers(1, 4),
+    weights=st.tuples(st.integers(1, 5), st.integers(1, 5), st.integers(1, 5)),
+    costs=st.lists(st.integers(1, 50), min_size=90, max_size=90),
+    picks=st.lists(st.integers(0, 3), min_size=90, max_size=90),
+)
+def test_afs_bound_with_k_slots_and_any_completion_order(
+    slots: int, weights: tuple[int, int, int], costs: list[int], picks: list[int]
+) -> None:
+    """k calls in flight, finishing in any order: while all tenants have calls
+    waiting, |S_i/w_i - S_j/w_j| <= k C_max (1/w_i + 1/w_j) on completed service."""
+    cost = CostModel(call_overhead_s=0.0, prefill_tokens_per_s=1.0, decode_tokens_per_s=1e12)
+    s = make_scheduler("saga", cost=cost)
+    tenants = ["t0", "t1", "t2"]
+    w = dict(zip(tenants, map(float, weights), strict=True))
+    s.update_shares(w, 0.0)
+    s.add_worker("w", slots=slots, kv_capacity_tokens=1, now=0.0)
+    size = {}
+    for i, c in enumerate(costs):
+        t = tenants[i % 3]
+        size[f"{t}-{i}"] = c
+        s.submit(CallSpec(f"{t}-{i}", f"wf-{t}-{i}", t, c, 1, 0.0), 0.0)
+    waiting = dict.fromkeys(tenants, 30)
+    for cid in s.running_on("w"):
+        waiting[cid.split("-")[0]] -= 1
+    served = dict.fromkeys(tenants, 0.0)
+    bound = slots * float(max(costs))
+    for step, pick in enumerate(picks):
+        running = sorted(s.running_on("w"))
+        if not running:
+            break
+        cid = running[pick % len(running)]
+        served[cid.split("-")[0]] += size[cid]
+        now = float(step + 1)
+        out = CallOutcome(cid, "w", now, size[cid], 0, 0, None, True)
+        for d in s.complete(out, now):
+            if isinstance(d, Dispatch):
+                waiting[d.call_id.split("-")[0]] -= 1
+        if all(n > 0 for n in waiting.values()):
+            for i in tenants:
+                for j in tenants:
+                    dev = abs(served[i] / w[i] - served[j] / w[j])
+                    assert dev <= bound * (1 / w[i] + 1 / w[j]) + 1e-9
