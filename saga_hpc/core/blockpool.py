@@ -198,27 +198,41 @@ class BlockPool:
                 self._rerank(wf)
 
     def _evict(self, n: int) -> None:
+        heap = self._heap
+        check = self.eviction.volatile
         while n > 0:
-            key, version, h = heapq.heappop(self._heap)
+            key, version, h = heapq.heappop(heap)
             b = self._blocks.get(h)
             if b is None or b.version != version or b.refs or b.children:
                 continue  # stale slot
-            current = self._key(h, b)
-            if current != key:  # ranked before its hint lapsed, or before the oracle moved
-                heapq.heappush(self._heap, (current, version, h))
-                continue
-            del self._blocks[h]
-            if b.workflow is not None:
-                self._disown(h, b.workflow)
-            self.cached -= 1
-            self.evictions += 1
-            n -= 1
-            ph = b.parent
-            parent = self._blocks.get(ph) if ph is not None else None
-            if ph is not None and parent is not None:
+            if check:
+                current = self._key(h, b)
+                if current != key:  # the oracle's answer moved since it was ranked
+                    heapq.heappush(heap, (current, version, h))
+                    continue
+            # Evict up the chain while the parent, now a leaf, ranks first anyway
+            # (a whole cold chain goes without a heap round trip per block).
+            while True:
+                del self._blocks[h]
+                if b.workflow is not None:
+                    self._disown(h, b.workflow)
+                self.cached -= 1
+                self.evictions += 1
+                n -= 1
+                ph = b.parent
+                parent = self._blocks.get(ph) if ph is not None else None
+                if ph is None or parent is None:
+                    break
                 parent.children -= 1
-                if parent.children == 0 and parent.refs == 0:
-                    self._push(ph, parent)
+                if parent.children or parent.refs:
+                    break
+                parent.version += 1
+                pkey = self._key(ph, parent)
+                if n > 0 and (not heap or pkey <= heap[0][0]):
+                    h, b = ph, parent
+                    continue
+                heapq.heappush(heap, (pkey, parent.version, ph))
+                break
 
     def _disown(self, h: int, workflow_id: str) -> None:
         owned = self._owned[workflow_id]

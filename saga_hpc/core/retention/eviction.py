@@ -38,6 +38,9 @@ class EvictionPolicy:
     """Base: `lru`."""
 
     name = "lru"
+    volatile = False
+    """True when a block's key can change with no pool event (re-checked when popped);
+    hints lapsing are pool events (the pool re-ranks at expiry)."""
 
     def key(
         self, block_hash: int, depth: int, last_use: float, hint: Hint | None, now: float
@@ -71,6 +74,7 @@ class AegEviction(EvictionPolicy):
 
 class BeladyEviction(EvictionPolicy):
     name = "belady"
+    volatile = True
 
     def __init__(self, next_use: NextUse) -> None:
         self.next_use = next_use
