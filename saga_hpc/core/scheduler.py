@@ -229,7 +229,9 @@ class Scheduler:
             return []
         decisions: list[Decision] = []
         if flow.retained_on is not None and flow.retained_on in self.workers:
-            decisions.append(Release(flow.retained_on, workflow_id, f"end-{workflow_id}"))
+            decisions.append(
+                Release(flow.retained_on, workflow_id, f"end-{workflow_id}", "workflow ended")
+            )
         self._forget(workflow_id)
         return decisions
 
@@ -372,7 +374,9 @@ class Scheduler:
                 and flow.retained_on != view.worker_id
                 and flow.retained_on in self.workers
             ):
-                decisions.append(Release(flow.retained_on, spec.workflow_id, stim))
+                decisions.append(
+                    Release(flow.retained_on, spec.workflow_id, stim, f"moved to {view.worker_id}")
+                )
             flow.retained_on = None
             flow.last_worker = view.worker_id
         self.router.on_dispatch(spec, view.worker_id)

@@ -98,6 +98,7 @@ class Retain:
     until: float
     reuse_score: float
     stimulus_id: str
+    reason: str = ""  # e.g. "aeg: P(return after pytest, call 12) 0.97, E[gap] 14.2s"
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,6 +108,7 @@ class Release:
     worker_id: WorkerId
     workflow_id: WorkflowId
     stimulus_id: str
+    reason: str = ""  # "workflow done", "moved to w3", "ended"
 
 
 Decision = Dispatch | Retain | Release

@@ -52,6 +52,7 @@ def test_scheduler_built_from_a_spec_feeds_positions_to_the_predictor() -> None:
         if isinstance(d, Retain)
     ]
     assert hint.until == 1.0 + 4.0 and hint.reuse_score == pytest.approx(0.5 / 2.0)
+    assert hint.reason == "aeg: P(return after bash, call 1) 0.50, E[gap] 2.00s"
     s.submit(CallSpec("c2", "A", "t", 20, 4, 1.5), 1.5)  # back after 0.5 s, from call 1
     s.complete(CallOutcome("c2", "w1", 2.0, 20, 10, 4, "bash"), 2.0)
     s.tick(62.5)  # never came back after call 2: abandoned

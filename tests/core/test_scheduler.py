@@ -101,12 +101,12 @@ def test_ttl_pins_on_tool_call_and_releases_when_done() -> None:
     decisions = s.complete(done("c1", "w1", 1.0, tool="pytest"), 1.0)
     # The hint carries its own expiry: the pool lapses it, the core says nothing more.
     assert [d for d in decisions if isinstance(d, Retain)] == [
-        Retain("w1", "A", 6.0, 1.0, "done-c1")
+        Retain("w1", "A", 6.0, 1.0, "done-c1", "ttl 5s on tool pytest")
     ]
     assert s.tick(10.0) == []
     s.submit(spec("c2", "A"), 11.0)
     final = s.complete(done("c2", "w1", 12.0, final=True), 12.0)
-    assert Release("w1", "A", "done-c2") in final
+    assert Release("w1", "A", "done-c2", "workflow done") in final
 
 
 def test_lru_emits_no_hints() -> None:
@@ -127,7 +127,7 @@ def test_aeg_learns_tool_latency_and_releases_finished_workflows() -> None:
     assert 3.0 <= hint.until - (t - 3.0) <= 3.5
     s.submit(spec("last", "A"), t)
     final = s.complete(done("last", "w1", t + 1, final=True), t + 1)
-    assert Release("w1", "A", "done-last") in final
+    assert Release("w1", "A", "done-last", "workflow done") in final
 
 
 def test_aeg_scores_likely_returns_higher() -> None:
@@ -190,3 +190,13 @@ def test_story_explains_decisions() -> None:
     assert [e.event for e in story] == ["submit", "done"]
     assert isinstance(story[0].decisions[0], Dispatch)
     assert isinstance(story[1].decisions[0], Retain)
+
+
+def test_a_workflow_moving_releases_its_blocks_on_the_old_worker() -> None:
+    s = two_workers("continuum", routing="round-robin")
+    assert dispatches(s.submit(spec("c1", "A"), 0.0)) == [("c1", "w1")]
+    s.complete(done("c1", "w1", 1.0), 1.0)
+    assert s.submit(spec("c2", "A"), 2.0) == [
+        Release("w1", "A", "submit-c2", "moved to w2"),
+        Dispatch("c2", "A", "w2", 0, "submit-c2", "round robin"),
+    ]

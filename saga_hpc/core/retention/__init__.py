@@ -167,10 +167,11 @@ class Ttl(Retention):
         position: int | None = None,
     ) -> list[Decision]:
         if outcome.workflow_done:
-            return [Release(worker_id, spec.workflow_id, stimulus)]
+            return [Release(worker_id, spec.workflow_id, stimulus, "workflow done")]
         if outcome.next_tool is None:
             return []
-        return [Retain(worker_id, spec.workflow_id, now + self.ttl_s, 1.0, stimulus)]
+        reason = f"ttl {self.ttl_s:g}s on tool {outcome.next_tool}"
+        return [Retain(worker_id, spec.workflow_id, now + self.ttl_s, 1.0, stimulus, reason)]
 
 
 class Aeg(Retention):
@@ -190,7 +191,7 @@ class Aeg(Retention):
         position: int | None = None,
     ) -> list[Decision]:
         if outcome.workflow_done:
-            return [Release(worker_id, spec.workflow_id, stimulus)]
+            return [Release(worker_id, spec.workflow_id, stimulus, "workflow done")]
         tool = outcome.next_tool or "unknown"
         p = self.predictor.p_return(spec.task_class, tool, position)
         gap = self.predictor.expected_gap_s(spec.task_class, tool)
@@ -199,7 +200,8 @@ class Aeg(Retention):
         # second held, the expected value is P(return) / expected gap.
         score = p / max(gap, 0.01)
         until = now + self.predictor.horizon_s(spec.task_class, tool)
-        return [Retain(worker_id, spec.workflow_id, until, score, stimulus)]
+        reason = f"aeg: P(return after {tool}, call {position}) {p:.2f}, E[gap] {gap:.2f}s"
+        return [Retain(worker_id, spec.workflow_id, until, score, stimulus, reason)]
 
     def on_return(
         self, spec: CallSpec, tool: str, gap_s: float, position: int | None = None
