@@ -97,6 +97,8 @@ class Scheduler:
         self.waiting_on: dict[str, tuple[str, str]] = {}  # call id -> (target worker, group)
         self.backlog: dict[str, int] = {}  # ordering group -> waiting calls, over all queues
         self._backlogged: set[str] = set()  # workers with calls waiting for them
+        self._free: set[str] = set()  # workers with a free slot
+        self._dirty: set[str] = set()  # workers that freed a slot or got a call since _pump
         # call id -> (spec, worker, arrival seq): a re-queued call keeps its place in line
         self.running: dict[str, tuple[CallSpec, str, int]] = {}
         self.flows: dict[str, _Flow] = {}
@@ -116,6 +118,8 @@ class Scheduler:
             worker_id, max(1, slots), kv_capacity_tokens, order=self._registered
         )
         self.queues.setdefault(worker_id, GroupedQueue())
+        self._free.add(worker_id)
+        self._dirty.add(worker_id)
         waiting, self.unrouted = self.unrouted, []
         for w in waiting:
             self._enqueue(w)
@@ -127,6 +131,8 @@ class Scheduler:
         if view is None:
             return []
         self._backlogged.discard(worker_id)
+        self._free.discard(worker_id)
+        self._dirty.discard(worker_id)
         self.router.forget_worker(worker_id)
         self.stats.pop(worker_id, None)
         orphans = [
@@ -173,9 +179,7 @@ class Scheduler:
         if entry is None:
             return []
         spec, worker_id, _ = entry
-        view = self.workers.get(worker_id)
-        if view is not None:
-            view.running.discard(outcome.call_id)
+        self._free_slot(worker_id, outcome.call_id)
         service = self.cost.service(
             outcome.prompt_tokens, outcome.cached_tokens, outcome.output_tokens
         )
@@ -214,9 +218,7 @@ class Scheduler:
         stim = f"fail-{call_id}"
         entry = self.running.pop(call_id, None)
         if entry is not None:
-            view = self.workers.get(entry[1])
-            if view is not None:
-                view.running.discard(call_id)
+            self._free_slot(entry[1], call_id)
         if call_id in self.waiting_on:
             target = self._unwait(call_id)
             self.queues[target].drop(call_id)
@@ -288,6 +290,7 @@ class Scheduler:
         self.backlog[group] = self.backlog.get(group, 0) + 1
         self.workers[target].waiting += 1
         self._backlogged.add(target)
+        self._dirty.add(target)
 
     def _unwait(self, call_id: str) -> str:
         """Bookkeeping of a call leaving a queue; returns the queue's worker."""
@@ -308,8 +311,11 @@ class Scheduler:
         """Fill free slots: each worker from its own queue, then (if the router
         steals) idle workers from others' queues when that saves time."""
         decisions: list[Decision] = []
-        # Only workers with calls waiting for them can dispatch (O(backlogged), not O(workers)).
-        for wid in sorted(self._backlogged, key=lambda w: self.workers[w].order):
+        # After a pump no worker has both a free slot and a call waiting for it,
+        # so only workers that freed a slot or got a call since can dispatch now.
+        ready = self._dirty & self._backlogged
+        self._dirty = set()
+        for wid in sorted(ready, key=lambda w: self.workers[w].order):
             view = self.workers[wid]
             queue = self.queues[wid]
             while view.free() > 0 and len(queue) > 0:
@@ -325,7 +331,7 @@ class Scheduler:
 
     def _steal(self, stim: str) -> list[Decision]:
         decisions: list[Decision] = []
-        idle = [v for v in self.workers.values() if v.waiting == 0 and v.free() > 0]
+        idle = [v for v in map(self.workers.__getitem__, self._free) if v.waiting == 0]
         for thief in sorted(idle, key=lambda v: v.order):
             while thief.free() > 0:
                 # The gain does not depend on the thief: when no queue is worth
@@ -366,6 +372,8 @@ class Scheduler:
         decisions: list[Decision] = []
         spec = w.spec
         view.running.add(spec.call_id)
+        if view.free() == 0:
+            self._free.discard(view.worker_id)
         self.running[spec.call_id] = (spec, view.worker_id, w.seq)
         flow = self.flows.get(spec.workflow_id)
         if flow is not None:
@@ -391,6 +399,13 @@ class Scheduler:
             )
         )
         return decisions
+
+    def _free_slot(self, worker_id: str, call_id: str) -> None:
+        view = self.workers.get(worker_id)
+        if view is not None:
+            view.running.discard(call_id)
+            self._free.add(worker_id)
+            self._dirty.add(worker_id)
 
     def _forget(self, workflow_id: str) -> None:
         self.flows.pop(workflow_id, None)
