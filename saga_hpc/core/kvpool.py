@@ -37,6 +37,7 @@ class _Entry:
     released: bool = False
     wanted: bool = False  # a call needing this context waits to start: evict it last
     shared: bool = False  # a prefix many workflows start with (system prompt)
+    dead: bool = False  # its workflow ended: cached but useless
     version: int = 0
 
 
@@ -69,6 +70,7 @@ class KVPool:
         self._heap: list[tuple[tuple[float, float], int, str]] = []
         self._expiries: list[tuple[float, str]] = []  # (hint until, key): re-rank when it lapses
         self.evicted_blocks = 0
+        self.dead_blocks = 0  # cached blocks of ended workflows (memory not doing useful work)
         self.hit_blocks = 0
         self.query_blocks = 0
 
@@ -157,10 +159,23 @@ class KVPool:
             if e.refs == 0:
                 self._push(e, now)
 
+    def retire(self, key: str) -> None:
+        """The workflow ended: its cached blocks no longer count as useful."""
+        e = self.entries.get(key)
+        if e is not None and not e.dead:
+            e.dead = True
+            self.dead_blocks += e.blocks
+
+    @property
+    def useful(self) -> int:
+        return self.used - self.dead_blocks
+
     def drop(self, key: str) -> None:
         """Forget an unpinned entry now (the workflow will never come back)."""
         e = self.entries.get(key)
         if e is not None and e.refs == 0:
+            if e.dead:
+                self.dead_blocks -= e.blocks
             self.used -= e.blocks
             self.evicted_blocks += e.blocks
             del self.entries[key]
@@ -225,6 +240,8 @@ class KVPool:
             take = min(e.blocks, blocks - self.free)
             e.blocks -= take  # from the tail: leaves first
             self.used -= take
+            if e.dead:
+                self.dead_blocks -= take
             self.evicted_blocks += take
             if e.blocks == 0:
                 del self.entries[key]

@@ -50,6 +50,9 @@ class Router:
     def on_dispatch(self, spec: CallSpec, worker_id: str) -> None:
         """The call runs on `worker_id` (its prefix will be cached there)."""
 
+    def add_worker(self, view: WorkerView) -> None:
+        """A worker joined."""
+
     def forget_worker(self, worker_id: str) -> None:
         """The worker left."""
 
@@ -75,7 +78,7 @@ class Affinity(Router):
     def route(
         self, spec: CallSpec, previous: str | None, workers: list[WorkerView]
     ) -> tuple[str, str]:
-        if previous is not None and any(w.worker_id == previous for w in workers):
+        if previous is not None:  # the scheduler passes it only while the worker is alive
             return previous, "affinity"
         worker, _ = super().route(spec, previous, workers)
         return worker, "new workflow: least loaded"
@@ -87,51 +90,66 @@ class AffinitySteal(Affinity):
 
 
 class CacheAware(Router):
+    """The router's own model of each worker's cache, as SGLang's router keeps an
+    approximate radix tree: the hashes it sent there, LRU, bounded by the worker's
+    KV capacity. `holders` indexes it by hash, so matching costs O(prefix + workers)."""
+
     name = "cache-aware"
 
     def __init__(self, block_tokens: int = 16, imbalance: float = 1.0) -> None:
         self.block_tokens = block_tokens
         self.imbalance = imbalance  # load gap (calls per slot) above which load wins
         self.cached: dict[str, OrderedDict[int, None]] = {}
-        self.capacity: dict[str, int] = {}
+        self.capacity: dict[str, int] = {}  # blocks
+        self.holders: dict[int, set[str]] = {}
+
+    def add_worker(self, view: WorkerView) -> None:
+        self.capacity[view.worker_id] = max(1, view.kv_capacity_tokens // self.block_tokens)
 
     def route(
         self, spec: CallSpec, previous: str | None, workers: list[WorkerView]
     ) -> tuple[str, str]:
-        loads = [w.load() for w in workers]
-        if max(loads) - min(loads) > self.imbalance:
+        loads = {w.worker_id: (w.load(), w.order) for w in workers}
+        low, high = min(loads.values())[0], max(loads.values())[0]
+        if high - low > self.imbalance:
             worker, _ = super().route(spec, previous, workers)
             return worker, "load imbalance: least loaded"
-        best, best_len = None, -1
-        for w in sorted(workers, key=lambda w: (w.load(), w.order)):
-            n = self._match(w.worker_id, spec.prefix_hashes)
-            if n > best_len:
-                best, best_len = w, n
-        assert best is not None
-        return best.worker_id, f"longest cached prefix: {best_len} blocks"
-
-    def _match(self, worker_id: str, hashes: tuple[int, ...]) -> int:
-        cached = self.cached.get(worker_id)
-        if not cached:
-            return 0
-        n = 0
-        for h in hashes:
-            if h not in cached:
+        candidates: set[str] | None = None  # workers holding the longest prefix so far
+        matched = 0
+        for h in spec.prefix_hashes:
+            holders = self.holders.get(h)
+            if not holders:
                 break
-            n += 1
-        return n
+            narrowed = holders & (candidates if candidates is not None else loads.keys())
+            if not narrowed:
+                break
+            candidates, matched = narrowed, matched + 1
+        best = min(candidates if candidates is not None else loads, key=loads.__getitem__)
+        return best, f"longest cached prefix: {matched} blocks"
 
     def on_dispatch(self, spec: CallSpec, worker_id: str) -> None:
         cached = self.cached.setdefault(worker_id, OrderedDict())
-        for h in spec.prefix_hashes:
-            cached[h] = None
-            cached.move_to_end(h)
+        # Tail first, so the prefix's head is the most recent: eviction takes leaves.
+        for h in reversed(spec.prefix_hashes):
+            if h in cached:
+                cached.move_to_end(h)
+            else:
+                cached[h] = None
+                self.holders.setdefault(h, set()).add(worker_id)
         limit = self.capacity.get(worker_id, 1 << 30)
         while len(cached) > limit:
-            cached.popitem(last=False)
+            self._unhold(cached.popitem(last=False)[0], worker_id)
 
     def forget_worker(self, worker_id: str) -> None:
-        self.cached.pop(worker_id, None)
+        for h in self.cached.pop(worker_id, {}):
+            self._unhold(h, worker_id)
+        self.capacity.pop(worker_id, None)
+
+    def _unhold(self, h: int, worker_id: str) -> None:
+        holders = self.holders[h]
+        holders.discard(worker_id)
+        if not holders:
+            del self.holders[h]
 
 
 ROUTERS: dict[str, type[Router]] = {

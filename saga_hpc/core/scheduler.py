@@ -118,6 +118,7 @@ class Scheduler:
             worker_id, max(1, slots), kv_capacity_tokens, order=self._registered
         )
         self.queues.setdefault(worker_id, GroupedQueue())
+        self.router.add_worker(self.workers[worker_id])
         self._free.add(worker_id)
         self._dirty.add(worker_id)
         waiting, self.unrouted = self.unrouted, []

@@ -200,3 +200,20 @@ def test_a_workflow_moving_releases_its_blocks_on_the_old_worker() -> None:
         Release("w1", "A", "submit-c2", "moved to w2"),
         Dispatch("c2", "A", "w2", 0, "submit-c2", "round robin"),
     ]
+
+
+def test_cache_aware_model_is_bounded_by_the_worker_kv_and_drops_tails_first() -> None:
+    from saga_hpc.core.routing import CacheAware, WorkerView
+
+    router = CacheAware(block_tokens=16)
+    views = [WorkerView("w1", 1, 32, order=1), WorkerView("w2", 1, 32, order=2)]
+    for v in views:
+        router.add_worker(v)  # 2 blocks each
+    router.on_dispatch(spec("c1", "A", hashes=(1, 2, 3)), "w2")
+    assert list(router.cached["w2"]) == [2, 1]  # block 3, the tail, went
+    assert router.route(spec("c2", "B", hashes=(1, 2, 3, 4)), None, views) == (
+        "w2",
+        "longest cached prefix: 2 blocks",
+    )
+    router.forget_worker("w2")
+    assert router.holders == {}
