@@ -24,7 +24,7 @@ DEFAULT_TENANTS = (("physics", 3.0), ("chem", 1.0))
 # Task arrivals per second per GPU where the vllm baseline is loaded but stable on
 # the default profile (measured with `saga-hpc sim`: the next step up makes its
 # queues grow without bound); docs/simulator.md.
-DEFAULT_LOAD = {"swe-bench": 0.5, "webarena": 0.6}
+DEFAULT_LOAD = {"swe-bench": 0.3, "webarena": 0.5}
 ORACLE = "saga+belady"
 
 

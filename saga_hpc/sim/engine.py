@@ -149,6 +149,7 @@ class Simulation:
         self._left_blocks: dict[str, tuple[int, int]] = {}  # workflow -> (gpu, blocks) at leave
         self._live: set[str] = set()
         self._prompts: dict[str, list[int]] = {}
+        self._gpus_of: dict[str, set[int]] = {}  # GPUs whose pools may hold a task's context
         self.records: list[CallRecord] = []
         self.tct: dict[str, float] = {}
         self.kv_samples: list[tuple[float, float, float]] = []
@@ -265,6 +266,7 @@ class Simulation:
         if adm is None:
             return False
         gpu = self.gpus[call.gpu]
+        self._gpus_of.setdefault(task.task_id, set()).add(call.gpu)
         call.hit = min(adm.hit_blocks * block, call.prompt - 1)
         left = self._left_blocks.pop(task.task_id, None)
         if left is not None:
@@ -328,6 +330,8 @@ class Simulation:
             self._push(back, _ARRIVE, self._make_call(task, call.index + 1, back))
         else:
             self.tct[task.task_id] = now - task.arrival_s
+            for g in self._gpus_of.pop(task.task_id, ()):
+                self.pools[g].retire(task.task_id)
             self._prompts.pop(task.task_id, None)
         self._apply(self.sched.complete(outcome, now), now)
         while gpu.pending and self._start(gpu.pending[0], now):
@@ -348,10 +352,5 @@ class Simulation:
         cap = sum(p.capacity for p in self.pools)
         used = sum(p.used for p in self.pools)
         # Useful: blocks of contexts that can still be reused (live workflows, shared prompts).
-        useful = sum(
-            e.blocks
-            for p in self.pools
-            for k, e in p.entries.items()
-            if k in self._live or k.startswith("sys:")
-        )
+        useful = sum(p.useful for p in self.pools)
         self.kv_samples.append((now, used / cap, useful / cap))
