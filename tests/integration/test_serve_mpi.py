@@ -143,3 +143,31 @@ def test_metrics_and_health(served: tuple[ServiceProcess, Store, dict[str, str]]
     metrics = httpx.get(svc.base + "/metrics", timeout=10).text
     assert 'saga_worker_engine_start_seconds{worker="w1"}' in metrics
     assert "saga_head_overhead_seconds_count" in metrics
+
+
+def test_identical_prompt_is_never_shared_across_accounts(
+    served: tuple[ServiceProcess, Store, dict[str, str]],
+) -> None:
+    """cache_salt per account, checked on real vLLM: same worker, same prompt,
+    cached only for the account that sent it first."""
+    svc, _, keys = served
+    prompt = [{"role": "user", "content": "isolation check " + "shared words " * 120}]
+
+    def call(account: str, wf: str) -> tuple[int, str | None]:
+        client = openai.OpenAI(base_url=svc.url, api_key=keys[account], max_retries=0)
+        raw = client.chat.completions.with_raw_response.create(
+            model="tiny",
+            messages=prompt,
+            max_tokens=2,  # type: ignore[arg-type]
+            extra_headers={"X-Saga-Workflow": wf, "X-Saga-Workflow-End": "true"},
+        )
+        usage = raw.parse().usage
+        assert usage is not None and usage.prompt_tokens_details is not None
+        return usage.prompt_tokens_details.cached_tokens or 0, raw.headers.get("x-saga-worker")
+
+    first, w_first = call("physics", "iso-physics-1")
+    other, w_other = call("biology", "iso-biology-1")
+    again, w_again = call("physics", "iso-physics-2")
+    assert w_first == w_other == w_again  # idle service: new workflows go to the same worker
+    assert first == 0 and other == 0  # biology never hits physics' blocks
+    assert again > 200  # physics hits its own

@@ -20,7 +20,7 @@ from saga_hpc.store.store import Store
 
 pytestmark = [pytest.mark.slurm, pytest.mark.vllm, pytest.mark.timeout(900)]
 REPO = Path(__file__).resolve().parents[2]
-TURNS, WORKFLOWS = 40, 3
+TURNS, WORKFLOWS = 50, 3
 
 
 @pytest.fixture

@@ -68,8 +68,10 @@ def test_keys_create_checks_slurm(
     temp_account: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     db = f"sqlite:///{tmp_path / 'saga.db'}"
-    assert main(["keys", "create", "--user", "bob", "--account", temp_account, "--db", db]) == 0
-    assert capsys.readouterr().out.strip().splitlines()[-1].startswith("saga-")
+    code = main(["keys", "create", "--user", "bob", "--account", temp_account, "--db", db])
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    assert out.strip().splitlines()[-1].startswith("saga-")
     assert main(["keys", "create", "--user", "alice", "--account", temp_account, "--db", db]) == 2
 
 
