@@ -104,6 +104,9 @@ class KVPool:
             return None
         if entry.refs == 0 and entry.blocks:
             self.used -= freed_here
+            if entry.dead:  # a context reused after its workflow was retired is live again
+                self.dead_blocks -= entry.blocks
+                entry.dead = False
             entry.blocks = own_hit
         self._pin(entry)
         entry.wanted = False
