@@ -21,6 +21,7 @@ from saga_hpc import __version__
 from saga_hpc.api.auth import Authenticator
 from saga_hpc.api.calls import CallRequest, CallRun, cache_salt, new_context, saga_headers
 from saga_hpc.api.errors import ApiError, on_api_error, on_http_error, on_validation_error
+from saga_hpc.api.limits import SizeLimits
 from saga_hpc.api.schemas import ChatCompletionRequest, CompletionRequest
 from saga_hpc.api.workflow import WorkflowGate, read_fields
 from saga_hpc.head.prompts import PromptBuilder, PromptError, prefix_hashes
@@ -53,34 +54,10 @@ def create_app(
     app.add_exception_handler(RequestValidationError, on_validation_error)
     app.add_exception_handler(StarletteHTTPException, on_http_error)
     auth = Authenticator(store, ttl_s=settings.auth_cache_s)
-    gate = WorkflowGate(store)
+    gate = WorkflowGate(head.ledger)
     served = settings.model_name
 
-    @app.middleware("http")
-    async def limit_size(request: Request, call_next: Any) -> Response:
-        if sum(len(k) + len(v) for k, v in request.headers.raw) > MAX_HEADER_BYTES:
-            body = {
-                "error": {
-                    "message": f"request headers larger than {MAX_HEADER_BYTES} bytes",
-                    "type": "invalid_request_error",
-                    "param": None,
-                    "code": None,
-                }
-            }
-            return JSONResponse(body, status_code=431)
-        length = request.headers.get("content-length")
-        if length is not None and (not length.isdigit() or int(length) > MAX_BODY_BYTES):
-            body = {
-                "error": {
-                    "message": f"request body larger than {MAX_BODY_BYTES} bytes",
-                    "type": "invalid_request_error",
-                    "param": None,
-                    "code": None,
-                }
-            }
-            return JSONResponse(body, status_code=413)
-        response: Response = await call_next(request)
-        return response
+    app.add_middleware(SizeLimits, max_header_bytes=MAX_HEADER_BYTES, max_body_bytes=MAX_BODY_BYTES)
 
     async def start_call(
         request: Request,

@@ -9,13 +9,12 @@ without a workflow is a workflow of one call.
 
 from __future__ import annotations
 
-import asyncio
 import re
 from dataclasses import dataclass
 
 from saga_hpc.api.errors import ApiError
-from saga_hpc.errors import Forbidden
-from saga_hpc.store.store import Principal, Store
+from saga_hpc.head.ledger import LedgerWriter
+from saga_hpc.store.store import Principal, WorkflowOpen
 
 _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:@/-]{0,127}$")
 _TOOL = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:/-]{0,63}$")
@@ -65,8 +64,8 @@ def read_fields(headers: dict[str, str], metadata: dict[str, str] | None) -> Wor
 class WorkflowGate:
     """Opens workflows in the store once, and keeps tenants out of each other's workflows."""
 
-    def __init__(self, store: Store, max_entries: int = 200_000) -> None:
-        self.store = store
+    def __init__(self, ledger: LedgerWriter, max_entries: int = 200_000) -> None:
+        self.ledger = ledger
         self.max_entries = max_entries
         self._owner: dict[str, str] = {}  # workflow id -> account
 
@@ -77,17 +76,11 @@ class WorkflowGate:
     async def admit(self, workflow_id: str, principal: Principal, now: float) -> None:
         owner = self._owner.get(workflow_id)
         if owner is None:
-            try:
-                await asyncio.to_thread(
-                    self.store.open_workflow, workflow_id, principal.account, principal.user, now
-                )
-            except Forbidden:
-                owner = "another account"
-            else:
-                owner = principal.account
-                if len(self._owner) >= self.max_entries:
-                    self._owner.clear()
-                self._owner[workflow_id] = owner
+            op = WorkflowOpen(workflow_id, principal.account, principal.user, now)
+            owner = await self.ledger.open_workflow(op)
+            if len(self._owner) >= self.max_entries:
+                self._owner.clear()
+            self._owner[workflow_id] = owner
         if owner != principal.account:
             # Same answer whether the id exists or not would leak less, but the
             # client must learn to pick another id; say only that it is taken.

@@ -23,6 +23,7 @@ from saga_hpc.core.scheduler import Scheduler
 from saga_hpc.core.types import CallOutcome, Decision, Dispatch, Release, Retain, WorkerStats
 from saga_hpc.head.calls import CallContext
 from saga_hpc.head.handover import Handover
+from saga_hpc.head.ledger import LedgerWriter
 from saga_hpc.head.metrics import HeadMetrics
 from saga_hpc.head.workers import WorkerRegistry
 from saga_hpc.protocol import (
@@ -76,6 +77,7 @@ class HeadService:
         self._byes: asyncio.Queue[str] = asyncio.Queue()
         self._background: set[asyncio.Task[None]] = set()
         self.handover = Handover()
+        self.ledger = LedgerWriter(store)
 
     # ------------------------------------------------------------ lifecycle
 
@@ -86,6 +88,7 @@ class HeadService:
 
     def start(self) -> None:
         self._tasks = [asyncio.create_task(self._receive()), asyncio.create_task(self._monitor())]
+        self.ledger.start()
 
     async def stop(self, grace_s: float = 20.0) -> None:
         """Tell live workers to finish and wait for their goodbyes."""
@@ -100,6 +103,7 @@ class HeadService:
                 break
         for task in self._tasks:
             task.cancel()
+        await self.ledger.close()
         self.router.close()
         self.ctx.term()
 
@@ -144,7 +148,7 @@ class HeadService:
             next_tool=ctx.next_tool,
         )
         try:
-            await asyncio.to_thread(self.store.record_call, record)
+            await self.ledger.record_call(record, finishes_workflow=ctx.workflow_done)
         except Exception as exc:  # the client must learn the call was not billed
             log.exception("ledger write failed for %s", ctx.call_id)
             self._apply(self.scheduler.fail(ctx.call_id, now))
@@ -161,8 +165,6 @@ class HeadService:
             workflow_done=ctx.workflow_done,
         )
         self._apply(self.scheduler.complete(outcome, now))
-        if ctx.workflow_done:
-            await asyncio.to_thread(self.store.finish_workflow, ctx.spec.workflow_id, now)
         overhead = (now - ctx.received_at) - done.engine_time_s - ctx.queue_wait_s()
         self.metrics.observe_call(ctx, done, overhead)
         ctx.events.put_nowait(done)

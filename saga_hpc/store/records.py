@@ -43,6 +43,25 @@ class CallRecord:
 
 
 @dataclass(frozen=True)
+class WorkflowOpen:
+    """A call names a workflow: create it for this account unless it exists."""
+
+    workflow_id: str
+    account: str
+    user: str
+    now: float
+
+
+@dataclass(frozen=True)
+class LedgerBatch:
+    """Writes of many calls that commit together (the head's group commit)."""
+
+    opens: list[WorkflowOpen] = field(default_factory=list)
+    calls: list[CallRecord] = field(default_factory=list)
+    finishes: list[tuple[str, float]] = field(default_factory=list)  # workflow id, at
+
+
+@dataclass(frozen=True)
 class StoredCall(CallRecord):
     """A recorded call with its position in the workflow (0 = first)."""
 

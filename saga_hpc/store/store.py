@@ -1,8 +1,9 @@
 """The SQL store: SQLite (WAL) by default, PostgreSQL by URL, one Alembic history.
 
-Every method is one transaction. The head calls `record_call` from a thread
-and waits for it before a call's response completes, so what a client saw
-finish is in the ledger.
+Every method is one transaction. The head writes finished calls with
+`write_batch` (many calls per transaction: group commit) from a thread and
+waits for it before a call's response completes, so what a client saw finish
+is in the ledger.
 """
 
 from __future__ import annotations
@@ -17,7 +18,6 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, delete, event, func, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, sessionmaker
 
 from saga_hpc.errors import Forbidden, NotFound, UsageError
@@ -26,14 +26,16 @@ from saga_hpc.store.records import (
     AuthResult,
     CallRecord,
     KeyInfo,
+    LedgerBatch,
     Principal,
     UsageRow,
+    WorkflowOpen,
     WorkflowRow,
     WorkflowStory,
 )
-from saga_hpc.store.tables import Account, ApiKey, Association, Call, User, Workflow
+from saga_hpc.store.tables import Account, ApiKey, Association, Call, User
 
-__all__ = ["AuthResult", "CallRecord", "Principal", "Store"]
+__all__ = ["AuthResult", "CallRecord", "LedgerBatch", "Principal", "Store", "WorkflowOpen"]
 
 MIGRATIONS = Path(__file__).resolve().parents[2] / "db"
 _KEY_PREFIX = "saga-"
@@ -227,35 +229,28 @@ class Store:
 
     def open_workflow(self, workflow_id: str, account: str, user: str, now: float) -> None:
         """Create the workflow if new; a workflow of another account is Forbidden."""
-        with self.session() as s:
-            insert_ignore(
-                s,
-                Workflow,
-                {
-                    "id": workflow_id,
-                    "account": account,
-                    "user": user,
-                    "started_at": now,
-                    "finished_at": None,
-                },
-            )
-            owner = s.scalar(select(Workflow.account).where(Workflow.id == workflow_id))
-            if owner != account:
-                raise Forbidden(f"workflow '{workflow_id}' belongs to another account")
+        owners, _ = self.write_batch(
+            LedgerBatch(opens=[WorkflowOpen(workflow_id, account, user, now)])
+        )
+        if owners[0] != account:
+            raise Forbidden(f"workflow '{workflow_id}' belongs to another account")
 
     def record_call(self, rec: CallRecord) -> bool:
         """AEG node + tool edge + ledger row in one transaction. Returns False if
         the call was already recorded (a retry after a crash bills nothing twice)."""
-        with self.session() as s:
-            return aeg.record_call(s, rec)
+        return self.write_batch(LedgerBatch(calls=[rec]))[1][0]
 
     def finish_workflow(self, workflow_id: str, now: float) -> None:
+        self.write_batch(LedgerBatch(finishes=[(workflow_id, now)]))
+
+    def write_batch(self, batch: LedgerBatch) -> tuple[list[str], list[bool]]:
+        """Opens, calls and finishes in one transaction (in that order); returns each
+        opened workflow's owner and, per call, whether it was new."""
         with self.session() as s:
-            s.execute(
-                update(Workflow)
-                .where(Workflow.id == workflow_id, Workflow.finished_at.is_(None))
-                .values(finished_at=now)
-            )
+            owners = aeg.open_workflows(s, batch.opens)
+            written = aeg.record_calls(s, batch.calls)
+            aeg.finish_workflows(s, batch.finishes)
+            return owners, written
 
     def get_workflow(self, workflow_id: str) -> WorkflowRow | None:
         with self.session() as s:
@@ -286,13 +281,6 @@ class Store:
     def count_calls(self) -> int:
         with self.session() as s:
             return int(s.scalar(select(func.count()).select_from(Call)) or 0)
-
-
-def insert_ignore(s: Session, table: Any, values: dict[str, Any]) -> None:
-    """INSERT ... ON CONFLICT DO NOTHING on either backend (no race between check and insert)."""
-    dialect = s.get_bind().dialect.name
-    mod: Any = postgresql if dialect == "postgresql" else sqlite
-    s.execute(mod.insert(table).values(**values).on_conflict_do_nothing())
 
 
 def _rowcount(result: Any) -> int:

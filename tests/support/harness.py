@@ -10,7 +10,7 @@ from types import TracebackType
 from typing import Any
 
 from saga_hpc.head.server import HeadRuntime, ServeOptions
-from tests.support.fake_worker import FakeWorker
+from saga_hpc.bench.echo import EchoWorker
 
 
 class HeadHarness:
@@ -42,7 +42,7 @@ class HeadHarness:
         )
         self.n_workers = workers
         self.worker_kwargs = worker_kwargs
-        self.workers: list[FakeWorker] = []
+        self.workers: list[EchoWorker] = []
         self._stop_workers: asyncio.Event | None = None
         self.runtime = HeadRuntime(self.opts, self._bind, self._announce, handle_signals=False)
         self._thread = threading.Thread(target=self._run, name="head", daemon=True)
@@ -55,7 +55,7 @@ class HeadHarness:
     def _announce(self, endpoint: str) -> None:
         self._stop_workers = asyncio.Event()
         for i in range(self.n_workers):
-            w = FakeWorker(endpoint, f"w{i + 1}", **self.worker_kwargs)
+            w = EchoWorker(endpoint, f"w{i + 1}", **self.worker_kwargs)
             self.workers.append(w)
             asyncio.get_running_loop().create_task(w.run(self._stop_workers))
 

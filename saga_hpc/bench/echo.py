@@ -1,19 +1,25 @@
-"""A worker that speaks the real ZeroMQ protocol but fakes the engine.
+"""An echo engine: a worker that speaks the real ZeroMQ protocol without a model.
 
-For tests of the head and API that are not about vLLM (auth, validation,
-streaming shape, load through the head): every call returns `max_tokens`
-tokens of "tok " after `delay_s` per token. Prefix caching is emulated per
-cache salt at block granularity, so isolation logic can be checked cheaply;
-the real-engine tests check the same with vLLM.
+For measuring and testing the head itself (auth, validation, streaming shape,
+load, crashes) where vLLM would only add its own time: every call returns
+`max_tokens` tokens of "tok " after `delay_s` per token, streamed as a `Tokens`
+frame every `stream_every` tokens. Prefix caching is emulated per cache salt
+at block granularity, so isolation logic can be checked cheaply; the
+real-engine tests check the same with vLLM.
+
+`python -m saga_hpc.bench.echo ENDPOINT --workers N` runs N of them in one
+process, which exits when its parent does.
 """
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import contextlib
 import os
 import time
 
+import uvloop
 import zmq
 import zmq.asyncio
 
@@ -31,7 +37,7 @@ from saga_hpc.protocol import (
 )
 
 
-class FakeWorker:
+class EchoWorker:
     def __init__(
         self,
         endpoint: str,
@@ -51,7 +57,7 @@ class FakeWorker:
         self.stream_every = stream_every
         # Pass one set to several workers to emulate a cache they all share.
         self.seen_blocks = seen_blocks if seen_blocks is not None else set()
-        self.calls: list[Submit] = []
+        self.served = 0  # calls answered
         self.tasks: dict[str, asyncio.Task[None]] = {}
         self.silent = False  # stop heartbeating (simulates a hung worker)
         self.dead = False  # neither answer nor heartbeat (simulates SIGKILL)
@@ -87,7 +93,6 @@ class FakeWorker:
                 if self.dead:
                     continue
                 if isinstance(msg, Submit):
-                    self.calls.append(msg)
                     self.tasks[msg.call_id] = asyncio.create_task(self._serve(msg))
                 elif isinstance(msg, Cancel):
                     task = self.tasks.pop(msg.call_id, None)
@@ -145,6 +150,7 @@ class FakeWorker:
                     )
                 )
             )
+            self.served += 1
         self.tasks.pop(msg.call_id, None)
 
     async def _beat(self) -> None:
@@ -165,3 +171,38 @@ class FakeWorker:
                     )
                 )
             await asyncio.sleep(0.5)
+
+
+async def _serve_until_orphaned(args: argparse.Namespace) -> None:
+    stop = asyncio.Event()
+    workers = [
+        EchoWorker(
+            args.endpoint,
+            f"w{i + 1}",
+            slots=args.slots,
+            delay_s=args.delay,
+            stream_every=args.stream_every,
+        )
+        for i in range(args.workers)
+    ]
+    tasks = [asyncio.create_task(w.run(stop)) for w in workers]
+    parent = os.getppid()
+    while os.getppid() == parent and not any(t.done() for t in tasks):
+        await asyncio.sleep(0.2)
+    stop.set()
+    await asyncio.gather(*tasks, return_exceptions=True)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(prog="python -m saga_hpc.bench.echo", description=__doc__)
+    p.add_argument("endpoint", help="the head's ZeroMQ endpoint, e.g. tcp://127.0.0.1:5555")
+    p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--slots", type=int, default=256, help="concurrent calls per worker")
+    p.add_argument("--delay", type=float, default=0.0, help="seconds per output token")
+    p.add_argument("--stream-every", type=int, default=1, help="tokens per Tokens frame")
+    args = p.parse_args()
+    uvloop.run(_serve_until_orphaned(args))
+
+
+if __name__ == "__main__":
+    main()
