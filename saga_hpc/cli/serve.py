@@ -46,6 +46,12 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         default=64.0,
         help="KV cache per worker in MB (CPU build; 0 = size from memory utilisation)",
     )
+    p.add_argument(
+        "--hold-budget",
+        type=float,
+        default=0.5,
+        help="fraction of each worker's KV pool that retention hints may hold (default 0.5)",
+    )
     p.add_argument("--max-model-len", type=int, default=4096, help="context length (default 4096)")
     p.add_argument(
         "--max-num-seqs", type=int, default=16, help="concurrent calls per worker (default 16)"
@@ -78,6 +84,8 @@ def _check(args: argparse.Namespace) -> None:
         raise UsageError(f"--port {args.port} is not a TCP port")
     if args.workers is not None and not 1 <= args.workers <= 256:
         raise UsageError("--workers must be between 1 and 256")
+    if not 0 <= args.hold_budget <= 1:
+        raise UsageError(f"--hold-budget {args.hold_budget}: a fraction between 0 and 1")
     if args.max_model_len < 64 or args.max_num_seqs < 1 or args.kv_cache_mb < 0:
         raise UsageError("--max-model-len must be >= 64, --max-num-seqs >= 1, --kv-cache-mb >= 0")
     from saga_hpc.core.systems import SYSTEMS
@@ -147,6 +155,7 @@ def _head(args: argparse.Namespace, comm: object, size: int, single_host: bool) 
 
 
 def _worker(args: argparse.Namespace, comm: object, rank: int) -> int:
+    from saga_hpc.core.systems import SYSTEMS
     from saga_hpc.worker.engine import EngineSettings
     from saga_hpc.worker.runner import run_worker
 
@@ -157,6 +166,9 @@ def _worker(args: argparse.Namespace, comm: object, rank: int) -> int:
         kv_cache_bytes=int(args.kv_cache_mb * 1e6) or None,
         max_model_len=args.max_model_len,
         max_num_seqs=args.max_num_seqs,
+        # Every rank parses the same command line: workers know the system too.
+        retention_hints=SYSTEMS[args.system].retention != "lru",
+        hold_budget=args.hold_budget,
     )
     os.environ.setdefault("SAGA_WORKER_RANK", str(rank))
     run_worker(endpoint, rank, settings)

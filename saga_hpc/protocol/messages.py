@@ -49,6 +49,8 @@ class Heartbeat:
     kv_blocks_cached: int
     prefix_query_tokens: int
     prefix_hit_tokens: int
+    kv_blocks_held: int = 0  # pinned for workflows away on a tool call (retention hints)
+    kv_evictions: int = 0  # cached blocks reused for other content, cumulative
 
 
 @dataclass(frozen=True, slots=True)

@@ -31,11 +31,21 @@ class EngineSettings:
     """Skip graph capture/compile: start time matters more than speed on CPU."""
     gpu_memory_utilization: float = 0.3
     """On the CPU build, the fraction of NUMA-node memory vLLM may reserve."""
-    scheduler_cls: str | None = None
-    """Dotted path of a custom vLLM scheduler class (retention hints, issue 7)."""
+    retention_hints: bool = False
+    """Apply the head's retention hints (systems whose retention is not `lru`);
+    off, the engine schedules exactly like stock vLLM."""
+    hold_grace_s: float = 1.0
+    """With hints on: hold a finished call's blocks this long until the hint arrives."""
+    hold_budget: float = 0.5
+    """With hints on: at most this fraction of the KV pool is held for away workflows."""
 
 
-def engine_kwargs(s: EngineSettings) -> dict[str, Any]:
+HINT_SCHEDULER = "saga_hpc.worker.hint_scheduler.HintScheduler"
+
+
+def engine_kwargs(s: EngineSettings, channel: dict[str, Any] | None = None) -> dict[str, Any]:
+    """vLLM engine arguments; `channel` (the hint side channel's config) loads
+    the hint scheduler, which also reports block-pool stats."""
     kwargs: dict[str, Any] = {
         "model": s.model,
         "served_model_name": [s.served_name],
@@ -51,12 +61,13 @@ def engine_kwargs(s: EngineSettings) -> dict[str, Any]:
     }
     if s.kv_cache_bytes is not None:
         kwargs["kv_cache_memory_bytes"] = s.kv_cache_bytes
-    if s.scheduler_cls:
-        kwargs["scheduler_cls"] = s.scheduler_cls
+    if channel is not None:
+        kwargs["scheduler_cls"] = HINT_SCHEDULER
+        kwargs["additional_config"] = channel
     return kwargs
 
 
-def build_engine(s: EngineSettings) -> Any:
+def build_engine(s: EngineSettings, channel: dict[str, Any] | None = None) -> Any:
     """Start the engine (engine-core runs in a child process vLLM manages)."""
     # Each rank already is one process per core budget; keep torch from oversubscribing.
     os.environ.setdefault("VLLM_CPU_OMP_THREADS_BIND", "nobind")
@@ -66,5 +77,5 @@ def build_engine(s: EngineSettings) -> Any:
     from saga_hpc.worker.stats import SnapshotLogger
 
     return AsyncLLM.from_engine_args(
-        AsyncEngineArgs(**engine_kwargs(s)), stat_loggers=[SnapshotLogger]
+        AsyncEngineArgs(**engine_kwargs(s, channel)), stat_loggers=[SnapshotLogger]
     )

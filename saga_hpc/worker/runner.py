@@ -37,6 +37,7 @@ from saga_hpc.protocol import (
 )
 from saga_hpc.protocol.messages import Message
 from saga_hpc.worker.engine import EngineSettings, build_engine
+from saga_hpc.worker.hint_channel import WorkerChannel
 
 log = logging.getLogger("saga_hpc.worker")
 
@@ -51,6 +52,7 @@ class WorkerRunner:
         self.heartbeat_s = 1.0
         self.stopping = asyncio.Event()
         self.engine: Any = None
+        self.channel: WorkerChannel | None = None
         self.ctx = zmq.asyncio.Context()
         self.sock = self.ctx.socket(zmq.DEALER)
         self.sock.setsockopt(zmq.LINGER, 2000)
@@ -65,7 +67,10 @@ class WorkerRunner:
             loop.add_signal_handler(sig, self.stopping.set)
         signal.signal(signal.SIGUSR1, signal.SIG_IGN)  # the walltime warning is the head's
         t0 = time.monotonic()
-        self.engine = build_engine(self.settings)
+        self.channel = self._open_channel()
+        self.engine = build_engine(
+            self.settings, self.channel.additional_config() if self.channel else None
+        )
         engine_start_s = time.monotonic() - t0
         self.sock.connect(self.endpoint)
         await self.send(self._register(engine_start_s))
@@ -75,11 +80,12 @@ class WorkerRunner:
             engine_start_s,
             self.endpoint,
         )
-        beat = asyncio.create_task(self._heartbeats())
-        recv = asyncio.create_task(self._receive())
+        tasks = [asyncio.create_task(self._heartbeats()), asyncio.create_task(self._receive())]
+        if self.channel is not None:
+            tasks.append(asyncio.create_task(self.channel.receive_stats()))
         await self.stopping.wait()
-        recv.cancel()
-        beat.cancel()
+        for task in tasks:
+            task.cancel()
         await self._drain(grace_s=5.0)
         await self.send(Bye(worker_id=self.worker_id, reason="shutdown"))
         self.engine.shutdown()
@@ -87,8 +93,26 @@ class WorkerRunner:
         # again after module teardown and print a TypeError.
         self.engine = None
         gc.collect()
+        if self.channel is not None:
+            self.channel.close()
         self.sock.close()
         self.ctx.term()
+
+    def _open_channel(self) -> WorkerChannel | None:
+        """The hint scheduler needs the vLLM internals it was written for: with
+        hints on, another vLLM is an error; with hints off, stock vLLM runs
+        (without block-pool stats)."""
+        from saga_hpc.worker.hint_scheduler import check_vllm
+
+        try:
+            check_vllm()
+        except RuntimeError as exc:
+            if self.settings.retention_hints:
+                raise
+            log.warning("%s: %s; block-pool stats off", self.worker_id, exc)
+            return None
+        grace = self.settings.hold_grace_s if self.settings.retention_hints else 0.0
+        return WorkerChannel(self.ctx, grace, self.settings.hold_budget)
 
     def _register(self, engine_start_s: float) -> Register:
         cfg = self.engine.vllm_config.cache_config
@@ -126,12 +150,8 @@ class WorkerRunner:
             case Welcome():
                 self.heartbeat_s = msg.heartbeat_s
             case Hints():
-                log.debug(
-                    "%s: hints retain=%d release=%d",
-                    self.worker_id,
-                    len(msg.retain),
-                    len(msg.release),
-                )
+                if self.channel is not None and self.settings.retention_hints:
+                    self.channel.push(msg.retain, msg.release)
             case Shutdown():
                 self.stopping.set()
             case _:
@@ -142,6 +162,8 @@ class WorkerRunner:
         from vllm.inputs import TokensPrompt
         from vllm.sampling_params import RequestOutputKind
 
+        from saga_hpc.worker.hint_scheduler import WORKFLOW_ARG
+
         params = SamplingParams(
             max_tokens=msg.max_tokens,
             temperature=msg.temperature,
@@ -150,6 +172,7 @@ class WorkerRunner:
             stop=msg.stop or None,
             ignore_eos=msg.ignore_eos,
             output_kind=RequestOutputKind.DELTA,
+            extra_args={WORKFLOW_ARG: msg.workflow_id},
         )
         prompt = TokensPrompt(prompt_token_ids=msg.prompt_token_ids, cache_salt=msg.cache_salt)
         t0 = time.monotonic()
@@ -203,17 +226,19 @@ class WorkerRunner:
         total = int(self.engine.vllm_config.cache_config.num_gpu_blocks or 0)
         while True:
             snap = SnapshotLogger.snapshot
+            pool = self.channel.latest if self.channel is not None else None
             await self.send(
                 Heartbeat(
                     worker_id=self.worker_id,
                     running=snap.running,
                     waiting=snap.waiting,
                     kv_blocks_total=total,
-                    kv_blocks_used=round(snap.kv_usage * total),
-                    # vLLM reports usage only; cached-but-free blocks need KV events.
-                    kv_blocks_cached=0,
+                    kv_blocks_used=total - pool.free if pool else round(snap.kv_usage * total),
+                    kv_blocks_cached=pool.cached_free if pool else 0,
                     prefix_query_tokens=snap.prefix_query_tokens,
                     prefix_hit_tokens=snap.prefix_hit_tokens,
+                    kv_blocks_held=pool.held if pool else 0,
+                    kv_evictions=pool.evictions if pool else 0,
                 )
             )
             await asyncio.sleep(self.heartbeat_s)

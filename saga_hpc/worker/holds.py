@@ -1,0 +1,138 @@
+"""Retention holds on a vLLM block pool: keep a workflow's cached blocks while it is away.
+
+vLLM has no API to pin prefix blocks; a block stays out of the free-block LRU
+as long as something holds a reference to it. `BlockHolds` is that something:
+it remembers the hashed blocks of each workflow's last request, takes one
+reference on them when the head says the workflow will return (`hold`), and
+gives it back when the workflow's next request has picked the blocks up, when
+the hint lapses, or when the head says the workflow will not return
+(`release(..., evict_first=True)` then moves its unshared blocks to the front
+of the free queue, so they are evicted before anyone else's).
+
+It touches only `BlockPool.touch`, `BlockPool.free_blocks` and the free
+queue's `remove` / `prepend_n` of vLLM 0.32 (see `hint_scheduler.check_vllm`).
+Holds are bounded by `budget_blocks` references; the lowest `score` goes first.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from typing import Any
+
+Block = Any  # vllm.v1.core.kv_cache_utils.KVCacheBlock
+Pool = Any  # vllm.v1.core.block_pool.BlockPool
+
+
+@dataclass(slots=True)
+class Hold:
+    blocks: list[Block]
+    until: float
+    score: float
+
+
+@dataclass(slots=True)
+class HoldStats:
+    holds: int = 0  # hold() calls that pinned at least one block
+    dropped_for_budget: int = 0
+    dropped_for_memory: int = 0
+    released_first: int = 0  # blocks moved to the front of the free queue
+
+
+@dataclass
+class BlockHolds:
+    pool: Pool
+    budget_blocks: int
+    max_records: int = 4096
+    records: OrderedDict[str, list[tuple[Block, Any]]] = field(default_factory=OrderedDict)
+    owners: dict[int, int] = field(default_factory=dict)  # block id -> records containing it
+    holds: dict[str, Hold] = field(default_factory=dict)
+    held: int = 0  # references held, over all holds
+    stats: HoldStats = field(default_factory=HoldStats)
+
+    # ------------------------------------------------------------ records
+
+    def record(self, workflow: str, blocks: list[Block]) -> None:
+        """The workflow's request ends with these blocks (first block first)."""
+        self._forget(workflow)
+        kept = [(b, b.block_hash) for b in blocks if not b.is_null and b.block_hash is not None]
+        self.records[workflow] = kept
+        for b, _ in kept:
+            self.owners[b.block_id] = self.owners.get(b.block_id, 0) + 1
+        while len(self.records) > self.max_records:
+            self._forget(next(iter(self.records)))
+
+    def _forget(self, workflow: str) -> None:
+        for b, _ in self.records.pop(workflow, []):
+            left = self.owners[b.block_id] - 1
+            if left:
+                self.owners[b.block_id] = left
+            else:
+                del self.owners[b.block_id]
+
+    # -------------------------------------------------------------- holds
+
+    def hold(self, workflow: str, until: float, score: float) -> int:
+        """Pin the workflow's recorded blocks that still hold its prefix; an
+        existing hold only gets the new expiry and score. Returns blocks held."""
+        current = self.holds.get(workflow)
+        if current is not None:
+            current.until, current.score = until, score
+            return len(current.blocks)
+        # A prefix stops at the first block that was evicted and reused since.
+        blocks: list[Block] = []
+        for b, h in self.records.get(workflow, []):
+            if b.block_hash != h:
+                break
+            blocks.append(b)
+        self._make_budget(len(blocks), score)
+        blocks = blocks[: max(0, self.budget_blocks - self.held)]
+        if not blocks:
+            return 0
+        self.pool.touch(blocks)
+        self.holds[workflow] = Hold(blocks, until, score)
+        self.held += len(blocks)
+        self.stats.holds += 1
+        return len(blocks)
+
+    def release(self, workflow: str, evict_first: bool = False) -> None:
+        """Drop the workflow's hold; with `evict_first` its blocks that no other
+        remembered workflow shares go to the front of the free queue."""
+        hold = self.holds.pop(workflow, None)
+        if hold is not None:
+            self.held -= len(hold.blocks)
+            # Reverse: vLLM frees a request's tail blocks first, so they are evicted first.
+            self.pool.free_blocks(reversed(hold.blocks))
+        if evict_first:
+            first = [
+                b
+                for b, h in reversed(self.records.get(workflow, []))
+                if b.block_hash == h and b.ref_cnt == 0 and self.owners.get(b.block_id) == 1
+            ]
+            queue = self.pool.free_block_queue
+            for b in first:
+                queue.remove(b)
+            queue.prepend_n(first)
+            self.stats.released_first += len(first)
+            self._forget(workflow)
+
+    def expire(self, now: float) -> None:
+        """Holds past their `until` end; their blocks become ordinary LRU candidates."""
+        for wf in [wf for wf, h in self.holds.items() if h.until <= now]:
+            self.release(wf)
+
+    def make_room(self, blocks_needed: int) -> None:
+        """Free holds, lowest score first, until `blocks_needed` blocks are free (or
+        no hold is left): a request the engine cannot admit outranks any hold."""
+        while self.holds and self.pool.get_num_free_blocks() < blocks_needed:
+            self.release(min(self.holds, key=lambda wf: self.holds[wf].score))
+            self.stats.dropped_for_memory += 1
+
+    def _make_budget(self, wanted: int, score: float) -> None:
+        """Drop lower-scored holds until `wanted` more references fit the budget."""
+        while self.held + wanted > self.budget_blocks and self.holds:
+            victim = min(self.holds, key=lambda wf: self.holds[wf].score)
+            if self.holds[victim].score >= score:
+                return
+            self.release(victim)
+            self.stats.dropped_for_budget += 1

@@ -1,0 +1,111 @@
+"""BlockHolds on vLLM's own BlockPool (no engine): exact eviction order, like vLLM's tests."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from saga_hpc.worker.holds import BlockHolds
+
+pytestmark = pytest.mark.vllm
+
+
+def pool_with(n_blocks: int) -> Any:
+    from vllm.v1.core.block_pool import BlockPool
+
+    return BlockPool(num_gpu_blocks=n_blocks, enable_caching=True, hash_block_size=32)
+
+
+def cached(pool: Any, tag: str, n: int) -> list[Any]:
+    """n blocks holding a hashed prefix, used once and freed (now LRU candidates)."""
+    from vllm.v1.core.kv_cache_utils import BlockHash, make_block_hash_with_group_id
+
+    blocks = pool.get_new_blocks(n)
+    for i, b in enumerate(blocks):
+        b.set_block_hash(make_block_hash_with_group_id(BlockHash(f"{tag}{i}".encode()), 0))
+    pool.free_blocks(reversed(blocks))
+    return list(blocks)
+
+
+def ids(blocks: list[Any]) -> list[int]:
+    return [b.block_id for b in blocks]
+
+
+def test_held_blocks_survive_allocation_that_evicts_everything_else() -> None:
+    pool = pool_with(9)  # 8 usable, block 0 is vLLM's null block
+    a = cached(pool, "a", 3)
+    b = cached(pool, "b", 3)
+    holds = BlockHolds(pool, budget_blocks=8)
+    holds.record("wf-a", a)
+    assert holds.hold("wf-a", until=10.0, score=1.0) == 3
+    assert pool.get_num_free_blocks() == 5
+    got = pool.get_new_blocks(5)  # LRU: b's blocks are newer, yet a's are held
+    assert set(ids(got)) == set(ids(b)) | {7, 8}
+    assert all(x.block_hash is not None for x in a)
+    assert all(x.block_hash is None for x in b)
+
+
+def test_release_evict_first_puts_unshared_blocks_at_the_front_tail_first() -> None:
+    pool = pool_with(9)
+    a = cached(pool, "a", 3)
+    b = cached(pool, "b", 3)
+    holds = BlockHolds(pool, budget_blocks=8)
+    holds.record("wf-b", b)
+    holds.record("wf-a", a)
+    holds.record("wf-c", a[:1])  # another workflow shares a's first block
+    holds.release("wf-b", evict_first=False)
+    holds.release("wf-a", evict_first=True)
+    order = ids(pool.free_block_queue.get_all_free_blocks())
+    assert order[:2] == [a[2].block_id, a[1].block_id]  # a's own blocks, tail first
+    assert a[0].block_id in order[2:]  # shared with wf-c: keeps its LRU place
+    assert holds.stats.released_first == 2
+
+
+def test_release_of_a_hold_gives_blocks_back_to_the_lru() -> None:
+    pool = pool_with(9)
+    a = cached(pool, "a", 3)
+    holds = BlockHolds(pool, budget_blocks=8)
+    holds.record("wf-a", a)
+    holds.hold("wf-a", until=5.0, score=1.0)
+    holds.expire(now=4.0)
+    assert holds.held == 3
+    holds.expire(now=5.0)
+    assert holds.held == 0 and all(x.ref_cnt == 0 for x in a)
+    assert pool.get_num_free_blocks() == 8
+
+
+def test_budget_drops_lower_scores_first_and_truncates_to_a_prefix() -> None:
+    pool = pool_with(17)
+    a, b, c = cached(pool, "a", 4), cached(pool, "b", 4), cached(pool, "c", 4)
+    holds = BlockHolds(pool, budget_blocks=6)
+    for wf, blocks in (("a", a), ("b", b), ("c", c)):
+        holds.record(wf, blocks)
+    assert holds.hold("a", 10.0, score=0.5) == 4
+    assert holds.hold("b", 10.0, score=0.1) == 2  # budget left: the first 2 blocks
+    assert holds.hold("c", 10.0, score=1.0) == 4  # b, then a: lower scores give way
+    assert set(holds.holds) == {"c"} and holds.held == 4
+    assert holds.stats.dropped_for_budget == 2
+    assert holds.hold("d-unknown", 10.0, score=9.0) == 0  # nothing recorded: nothing held
+
+
+def test_a_prefix_stops_at_the_first_reused_block() -> None:
+    pool = pool_with(9)
+    a = cached(pool, "a", 3)
+    holds = BlockHolds(pool, budget_blocks=8)
+    holds.record("wf-a", a)
+    a[1].reset_hash()  # evicted and reused since the workflow left
+    assert holds.hold("wf-a", 10.0, 1.0) == 1
+
+
+def test_make_room_frees_lowest_score_until_the_request_fits() -> None:
+    pool = pool_with(9)
+    a, b = cached(pool, "a", 3), cached(pool, "b", 3)
+    holds = BlockHolds(pool, budget_blocks=8)
+    holds.record("a", a)
+    holds.record("b", b)
+    holds.hold("a", 10.0, score=2.0)
+    holds.hold("b", 10.0, score=1.0)
+    holds.make_room(4)
+    assert set(holds.holds) == {"a"} and pool.get_num_free_blocks() == 5
+    assert holds.stats.dropped_for_memory == 1
