@@ -110,6 +110,14 @@ def create_app(
         )
         hashes = prefix_hashes(ids, settings.block_size, cache_salt(principal.account))
         ctx = new_context(req, wf, principal, hashes)
+        if ctx.call_id in head.calls:
+            raise ApiError(
+                409,
+                "a call with this Idempotency-Key is still running; retry when it has finished",
+                param="Idempotency-Key",
+                code="retryable",
+                headers={"Retry-After": "1"},
+            )
         await _check_handover(ctx.spec.workflow_id)
         await gate.admit(ctx.spec.workflow_id, principal, time.time())
         head.submit(ctx)

@@ -45,7 +45,7 @@ def new_context(
     req: CallRequest, wf: WorkflowFields, principal: Principal, prefix_hashes: tuple[int, ...]
 ) -> CallContext:
     now = time.time()
-    call_id = f"{'chatcmpl' if req.kind == 'chat' else 'cmpl'}-{uuid.uuid4().hex}"
+    call_id = f"{'chatcmpl' if req.kind == 'chat' else 'cmpl'}-{_call_suffix(wf, principal)}"
     workflow_id = wf.workflow_id or f"call-{call_id}"
     spec = CallSpec(
         call_id=call_id,
@@ -79,6 +79,15 @@ def new_context(
         received_at=now,
         stream=req.stream,
     )
+
+
+def _call_suffix(wf: WorkflowFields, principal: Principal) -> str:
+    """Random, or derived from the client's Idempotency-Key within its account
+    (so one tenant's keys never collide with another's)."""
+    if wf.idempotency_key is None:
+        return uuid.uuid4().hex
+    named = f"{principal.account}\0{wf.idempotency_key}".encode()
+    return hashlib.sha256(named).hexdigest()[:32]
 
 
 def _failure(msg: Failed) -> ApiError:

@@ -5,6 +5,10 @@ A call names its workflow by header (`X-Saga-Workflow`) or body metadata
 agent runs next (`X-Saga-Next-Tool` / `metadata.next_tool`) and that this is
 the last call (`X-Saga-Workflow-End: true` / `metadata.workflow_done`). A call
 without a workflow is a workflow of one call.
+
+`Idempotency-Key` names the call itself: a call retried with the same key (its
+answer was lost when the head died) gets the same call id, so the ledger bills
+it once however often it is sent.
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ class WorkflowFields:
     next_tool: str | None
     done: bool
     task_class: str
+    idempotency_key: str | None = None
 
 
 def read_fields(headers: dict[str, str], metadata: dict[str, str] | None) -> WorkflowFields:
@@ -58,7 +63,14 @@ def read_fields(headers: dict[str, str], metadata: dict[str, str] | None) -> Wor
             "task class must be 1-64 characters of letters, digits and ._:/-",
             param="metadata.task_class",
         )
-    return WorkflowFields(wf, tool, end in _TRUE, task_class)
+    key = headers.get("idempotency-key")
+    if key is not None and not _ID.match(key):
+        raise ApiError(
+            400,
+            "Idempotency-Key must be 1-128 characters of letters, digits and ._:@/-",
+            param="Idempotency-Key",
+        )
+    return WorkflowFields(wf, tool, end in _TRUE, task_class, key)
 
 
 class WorkflowGate:

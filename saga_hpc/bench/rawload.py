@@ -19,6 +19,7 @@ import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 
@@ -187,7 +188,7 @@ async def _agent(
 
 async def _call(
     conn: _Conn, spec: RawLoadSpec, headers: dict[str, str], body: bytes, result: RawLoadResult
-) -> tuple[str, dict[str, int], float] | None:
+) -> tuple[str, dict[str, Any], float] | None:
     give_up = time.monotonic() + spec.retry_s
     while True:
         t = time.monotonic()

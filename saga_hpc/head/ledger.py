@@ -93,7 +93,7 @@ class LedgerWriter:
             else:
                 _fail(pending, exc)
             return
-        results = {"opens": owners, "calls": written}
+        results: dict[str, list[str] | list[bool]] = {"opens": owners, "calls": written}
         for fut, kind, index in pending.waiters:
             if not fut.done():
                 fut.set_result(results[kind][index])

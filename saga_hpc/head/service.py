@@ -148,7 +148,8 @@ class HeadService:
             next_tool=ctx.next_tool,
         )
         try:
-            await self.ledger.record_call(record, finishes_workflow=ctx.workflow_done)
+            if not await self.ledger.record_call(record, finishes_workflow=ctx.workflow_done):
+                done = await self._as_billed(done)
         except Exception as exc:  # the client must learn the call was not billed
             log.exception("ledger write failed for %s", ctx.call_id)
             self._apply(self.scheduler.fail(ctx.call_id, now))
@@ -168,6 +169,17 @@ class HeadService:
         overhead = (now - ctx.received_at) - done.engine_time_s - ctx.queue_wait_s()
         self.metrics.observe_call(ctx, done, overhead)
         ctx.events.put_nowait(done)
+
+    async def _as_billed(self, done: Done) -> Done:
+        """A retried call (same Idempotency-Key) that an earlier head billed already:
+        it was run again but not billed again; answer with the usage that was billed."""
+        billed = await asyncio.to_thread(self.store.billed_tokens, done.call_id)
+        if billed is None:
+            return done
+        prompt, cached, output = billed
+        return dataclasses.replace(
+            done, prompt_tokens=prompt, cached_tokens=cached, output_tokens=output
+        )
 
     # ------------------------------------------------------------ decisions
 

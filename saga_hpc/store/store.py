@@ -33,7 +33,7 @@ from saga_hpc.store.records import (
     WorkflowRow,
     WorkflowStory,
 )
-from saga_hpc.store.tables import Account, ApiKey, Association, Call, User
+from saga_hpc.store.tables import Account, ApiKey, Association, Call, LedgerEntry, User
 
 __all__ = ["AuthResult", "CallRecord", "LedgerBatch", "Principal", "Store", "WorkflowOpen"]
 
@@ -239,6 +239,16 @@ class Store:
         """AEG node + tool edge + ledger row in one transaction. Returns False if
         the call was already recorded (a retry after a crash bills nothing twice)."""
         return self.write_batch(LedgerBatch(calls=[rec]))[1][0]
+
+    def billed_tokens(self, call_id: str) -> tuple[int, int, int] | None:
+        """(prompt, cached, output) tokens the ledger billed for a call, if any."""
+        with self.session() as s:
+            row = s.execute(
+                select(
+                    LedgerEntry.prompt_tokens, LedgerEntry.cached_tokens, LedgerEntry.output_tokens
+                ).where(LedgerEntry.call_id == call_id)
+            ).first()
+            return None if row is None else (row[0], row[1], row[2])
 
     def finish_workflow(self, workflow_id: str, now: float) -> None:
         self.write_batch(LedgerBatch(finishes=[(workflow_id, now)]))
