@@ -162,6 +162,14 @@ class KVPool:
             if e.refs == 0:
                 self._push(e, now)
 
+    def unwant(self, key: str, now: float) -> None:
+        """The call waiting for this context went to another GPU."""
+        e = self.entries.get(key)
+        if e is not None and e.wanted:
+            e.wanted = False
+            if e.refs == 0:
+                self._push(e, now)
+
     def retire(self, key: str) -> None:
         """The workflow ended: its cached blocks no longer count as useful."""
         e = self.entries.get(key)

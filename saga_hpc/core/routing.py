@@ -28,12 +28,17 @@ class WorkerView:
     running: set[str] = field(default_factory=set)
     waiting: int = 0  # calls queued at the head for this worker
     order: int = 0  # registration order: deterministic tie-break
+    blocked: bool = False  # out of KV memory: no free slot whatever `slots` says
+
+    def concurrency(self) -> int:
+        """Calls it serves at once now: its slots, or what fit in memory when blocked."""
+        return max(1, len(self.running)) if self.blocked else self.slots
 
     def load(self) -> float:
         return (len(self.running) + self.waiting) / self.slots
 
     def free(self) -> int:
-        return self.slots - len(self.running)
+        return 0 if self.blocked else self.slots - len(self.running)
 
 
 class Router:

@@ -149,8 +149,20 @@ class Scheduler:
         return self._pump(now, f"worker-{worker_id}-left")
 
     def observe(self, stats: WorkerStats, now: float) -> list[Decision]:
+        """A worker's KV report. While it says calls wait inside the engine for
+        memory, new calls for it wait here instead: in the engine's queue they
+        could no longer be reordered by the ordering policy or stolen."""
         self.stats[stats.worker_id] = stats
-        return []
+        view = self.workers.get(stats.worker_id)
+        if view is None or view.blocked == stats.memory_blocked:
+            return []
+        view.blocked = stats.memory_blocked
+        if view.blocked:
+            self._free.discard(view.worker_id)
+            return []
+        self._free.add(view.worker_id)
+        self._dirty.add(view.worker_id)
+        return self._pump(now, f"worker-{view.worker_id}-unblocked")
 
     # ---------------------------------------------------------------- calls
 
@@ -363,7 +375,7 @@ class Scheduler:
                 continue
             # The head of the victim's queue waits for a slot there; moving it
             # costs recomputing its prefix here (its blocks stay with the victim).
-            wait_s = len(queue) / victim.slots * self.mean_service_s
+            wait_s = len(queue) / victim.concurrency() * self.mean_service_s
             gain = wait_s - self.cost.recompute_s(picked[1].spec.prompt_tokens)
             if gain > 0 and (best is None or gain > best[0]):
                 best = (gain, victim, picked[0], picked[1])

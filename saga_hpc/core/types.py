@@ -67,6 +67,9 @@ class WorkerStats:
     prefix_hit_tokens: int  # cumulative
     running: int
     waiting: int
+    # Calls wait inside the engine for KV memory: the head holds further calls for
+    # this worker in its own queue, where they can still be reordered or stolen.
+    memory_blocked: bool = False
 
 
 # ------------------------------------------------------------ decisions out

@@ -30,7 +30,15 @@ from dataclasses import dataclass, field
 from saga_hpc.core.cost import CostModel
 from saga_hpc.core.kvpool import KVPool
 from saga_hpc.core.systems import SYSTEMS, make_scheduler
-from saga_hpc.core.types import CallOutcome, CallSpec, Decision, Dispatch, Release, Retain
+from saga_hpc.core.types import (
+    CallOutcome,
+    CallSpec,
+    Decision,
+    Dispatch,
+    Release,
+    Retain,
+    WorkerStats,
+)
 from saga_hpc.sim.profile import GpuProfile
 from saga_hpc.workload.model import Task
 
@@ -58,7 +66,8 @@ class _Gpu:
     index: int
     running: int = 0
     prefill_free_at: float = 0.0
-    pending: deque[_Call] = field(default_factory=deque)
+    pending: deque[_Call] = field(default_factory=deque)  # dispatched, waiting for KV memory
+    blocked: bool = False  # told the core it is out of memory
 
 
 @dataclass
@@ -147,6 +156,7 @@ class Simulation:
         self._calls: dict[str, _Call] = {}
         self._next_arrival: dict[str, float] = {}  # workflow -> when its next call arrives
         self._left_blocks: dict[str, tuple[int, int]] = {}  # workflow -> (gpu, blocks) at leave
+        self._wanted_on: dict[str, int] = {}  # workflow -> GPU whose pool keeps its context for it
         self._live: set[str] = set()
         self._prompts: dict[str, list[int]] = {}
         self._gpus_of: dict[str, set[int]] = {}  # GPUs whose pools may hold a task's context
@@ -236,6 +246,12 @@ class Simulation:
             task.task_class,
             hashes if call.index else hashes[:1],
         )
+        left = self._left_blocks.get(task.task_id)
+        if left is not None:
+            # Its context waits for it (the engine or the head holds the call):
+            # evicted last, as vLLM keeps a waiting request's prefix in its queue.
+            self.pools[left[0]].want(task.task_id, now)
+            self._wanted_on[task.task_id] = left[0]
         self._apply(self.sched.submit(spec, now), now)
 
     def _apply(self, decisions: list[Decision], now: float) -> None:
@@ -244,9 +260,14 @@ class Simulation:
                 call = self._calls[d.call_id]
                 call.gpu = int(d.worker_id[1:])
                 gpu = self.gpus[call.gpu]
+                wanted_on = self._wanted_on.pop(call.task.task_id, call.gpu)
+                if wanted_on != call.gpu:  # moved (stolen): the old copy is no longer awaited
+                    self.pools[wanted_on].unwant(call.task.task_id, now)
                 if gpu.pending or not self._start(call, now):
                     gpu.pending.append(call)
                     self.pools[call.gpu].want(call.task.task_id, now)
+                    if not gpu.blocked:
+                        self._report(gpu, True, now)
             elif isinstance(d, Retain):
                 self.pools[int(d.worker_id[1:])].retain(d.workflow_id, d.until, d.reuse_score, now)
             elif isinstance(d, Release):
@@ -336,9 +357,29 @@ class Simulation:
         self._apply(self.sched.complete(outcome, now), now)
         while gpu.pending and self._start(gpu.pending[0], now):
             gpu.pending.popleft()
+        if gpu.blocked and not gpu.pending:
+            self._report(gpu, False, now)
         return 1 if last else 0
 
     # ---------------------------------------------------------------- helpers
+
+    def _report(self, gpu: _Gpu, blocked: bool, now: float) -> None:
+        """Tell the core whether this GPU has calls waiting for memory (as a
+        worker's heartbeat does), so it holds further calls at the head."""
+        gpu.blocked = blocked
+        pool = self.pools[gpu.index]
+        stats = WorkerStats(
+            f"g{gpu.index}",
+            pool.capacity,
+            pool.pinned,
+            pool.used - pool.pinned,
+            0,
+            0,
+            gpu.running,
+            len(gpu.pending),
+            memory_blocked=blocked,
+        )
+        self._apply(self.sched.observe(stats, now), now)
 
     def _next_use(self, key: str, now: float) -> float:
         """Belady's oracle: when this context is needed next (inf: never)."""

@@ -7,7 +7,7 @@ import pytest
 from saga_hpc.core.cost import CostModel
 from saga_hpc.core.scheduler import Scheduler
 from saga_hpc.core.systems import SYSTEMS, make_scheduler
-from saga_hpc.core.types import CallOutcome, CallSpec, Dispatch, Release, Retain
+from saga_hpc.core.types import CallOutcome, CallSpec, Dispatch, Release, Retain, WorkerStats
 
 
 def spec(
@@ -85,6 +85,29 @@ def test_saga_steals_when_waiting_costs_more_than_recompute() -> None:
     (d,) = [d for d in decisions if isinstance(d, Dispatch)]
     assert (d.call_id, d.worker_id) == ("c3", "w2")
     assert d.reason.startswith("steal from w1")
+
+
+def blocked(worker: str, flag: bool = True) -> WorkerStats:
+    return WorkerStats(worker, 100, 100, 0, 0, 0, 1, 1 if flag else 0, memory_blocked=flag)
+
+
+def test_a_memory_blocked_worker_gets_no_call_until_it_unblocks() -> None:
+    s = two_workers("vllm", slots=8)
+    s.submit(spec("c1", "A"), 0.0)
+    assert s.observe(blocked("w1"), 0.1) == []
+    # Slots are free, but its engine is out of KV memory: A's call waits at the head.
+    assert dispatches(s.submit(spec("c2", "A"), 0.2)) == []
+    assert dispatches(s.submit(spec("c3", "B"), 0.2)) == [("c3", "w2")]
+    assert dispatches(s.observe(blocked("w1", False), 0.5)) == [("c2", "w1")]
+
+
+def test_saga_steals_from_a_memory_blocked_worker() -> None:
+    s = two_workers("saga", slots=8, cost=CostModel(prefill_tokens_per_s=1000.0))
+    s.submit(spec("c1", "A"), 0.0)
+    s.observe(blocked("w1"), 0.1)
+    s.mean_service_s = 2.0
+    # w1 serves one call at a time now, so A's call would wait ~2 s: w2 takes it.
+    assert dispatches(s.submit(spec("c2", "A"), 0.2)) == [("c2", "w2")]
 
 
 def test_saga_does_not_steal_a_long_prefix() -> None:
