@@ -75,17 +75,9 @@ def create_app(
             )
         wf = read_fields({k.lower(): v for k, v in request.headers.items()}, body.metadata)
         try:
-            if isinstance(body, ChatCompletionRequest):
-                messages = [{"role": m.role, "content": m.text()} for m in body.messages]
-                ids = prompts.chat(messages)
-            elif isinstance(body.prompt, str):
-                ids = prompts.text(body.prompt)
-            else:
-                ids = list(body.prompt)
-            prompts.check_ids(ids)
-            max_tokens = prompts.output_budget(
-                len(ids), body.output_limit(), settings.default_max_tokens
-            )
+            # In a thread: tokenizing is most of a call's work on the head and
+            # releases the GIL, so the event loop serves other calls meanwhile.
+            ids, max_tokens = await asyncio.to_thread(_tokenize, body)
         except PromptError as exc:
             raise ApiError(400, str(exc), param="messages" if kind == "chat" else "prompt") from exc
         if not head.registry.alive():
@@ -133,6 +125,18 @@ def create_app(
         if isinstance(first, Done):
             headers["X-Saga-Cached-Tokens"] = str(first.cached_tokens)
         return StreamingResponse(run.chunks(first), media_type="text/event-stream", headers=headers)
+
+    def _tokenize(body: ChatCompletionRequest | CompletionRequest) -> tuple[list[int], int]:
+        """The prompt's token ids and the output budget (PromptError if unservable)."""
+        if isinstance(body, ChatCompletionRequest):
+            ids = prompts.chat([{"role": m.role, "content": m.text()} for m in body.messages])
+        elif isinstance(body.prompt, str):
+            ids = prompts.text(body.prompt)
+        else:
+            ids = list(body.prompt)
+        prompts.check_ids(ids)
+        budget = prompts.output_budget(len(ids), body.output_limit(), settings.default_max_tokens)
+        return ids, budget
 
     async def _check_handover(workflow_id: str) -> None:
         handover = head.handover

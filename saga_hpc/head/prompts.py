@@ -31,22 +31,32 @@ class PromptBuilder:
             raise UsageError(f"cannot load a tokenizer from {model_dir!r}: {exc}") from exc
         self.max_model_len = max_model_len
         self.vocab_size = len(self.tokenizer)
+        # A fast tokenizer's Rust backend directly: transformers' wrapper costs a
+        # fifth of the time, and the backend's encode_batch releases the GIL, so
+        # the head tokenizes in threads while its event loop goes on.
+        self._rust: Any = self.tokenizer.backend_tokenizer if self.tokenizer.is_fast else None
 
     def chat(self, messages: list[dict[str, Any]]) -> list[int]:
         if not messages:
             raise PromptError("'messages' must hold at least one message")
         try:
-            ids = self.tokenizer.apply_chat_template(
-                messages, tokenize=True, add_generation_prompt=True
+            rendered = self.tokenizer.apply_chat_template(
+                messages, tokenize=False, add_generation_prompt=True
             )
         except Exception as exc:  # jinja errors for shapes the template does not know
             raise PromptError(f"the model's chat template rejected the messages: {exc}") from exc
-        if not isinstance(ids, list):  # newer transformers return a BatchEncoding
-            ids = ids["input_ids"]
-        return [int(t) for t in ids]
+        # The template writes the special tokens itself (as transformers does).
+        return self._encode(rendered, add_special_tokens=False)
+
+    def _encode(self, text: str, add_special_tokens: bool) -> list[int]:
+        if self._rust is not None:
+            batch = self._rust.encode_batch([text], add_special_tokens=add_special_tokens)
+            ids: list[int] = batch[0].ids
+            return ids
+        return [int(t) for t in self.tokenizer.encode(text, add_special_tokens=add_special_tokens)]
 
     def text(self, prompt: str) -> list[int]:
-        ids = [int(t) for t in self.tokenizer.encode(prompt, add_special_tokens=True)]
+        ids = self._encode(prompt, add_special_tokens=True)
         if not prompt or not ids:
             raise PromptError("'prompt' must not be empty")
         return ids

@@ -1,5 +1,5 @@
 """A real head (HTTP + ZeroMQ + store + core) in a background thread, with
-fake workers speaking the real protocol: for API tests that are not about vLLM."""
+echo workers speaking the real protocol: for API tests that are not about vLLM."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from saga_hpc.head.server import HeadRuntime, ServeOptions
 from saga_hpc.bench.echo import EchoWorker
+from saga_hpc.head.server import HeadRuntime, ServeOptions
 
 
 class HeadHarness:
