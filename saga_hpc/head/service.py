@@ -334,4 +334,5 @@ def _stats(hb: Heartbeat) -> WorkerStats:
         prefix_hit_tokens=hb.prefix_hit_tokens,
         running=hb.running,
         waiting=hb.waiting,
+        memory_blocked=hb.memory_blocked,
     )

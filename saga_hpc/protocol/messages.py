@@ -51,6 +51,9 @@ class Heartbeat:
     prefix_hit_tokens: int
     kv_blocks_held: int = 0  # pinned for workflows away on a tool call (retention hints)
     kv_evictions: int = 0  # cached blocks reused for other content, cumulative
+    # Requests wait inside the engine because its KV pool cannot take them: the
+    # head then keeps further calls for this worker in its own queue.
+    memory_blocked: bool = False
 
 
 @dataclass(frozen=True, slots=True)

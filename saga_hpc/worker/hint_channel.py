@@ -15,6 +15,7 @@ import json
 import logging
 import os
 import tempfile
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -63,6 +64,7 @@ class PoolStats:
     holds: int
     dropped_for_memory: int
     released_first: int
+    memory_blocked: bool = False  # the next waiting request does not fit the free blocks
 
 
 class WorkerChannel:
@@ -95,9 +97,14 @@ class WorkerChannel:
         except zmq.Again:  # engine core not connected (yet): a hint is advice, drop it
             log.warning("hint dropped: the engine's scheduler is not listening")
 
-    async def receive_stats(self) -> None:
+    async def receive_stats(self, on_blocked_change: Callable[[], None]) -> None:
+        """Keep the newest stats; call `on_blocked_change` when the memory verdict flips."""
         while True:
-            self.latest = PoolStats(**json.loads(await self.stats_sock.recv()))
+            stats = PoolStats(**json.loads(await self.stats_sock.recv()))
+            was = self.latest.memory_blocked if self.latest else False
+            self.latest = stats
+            if stats.memory_blocked != was:
+                on_blocked_change()
 
     def close(self) -> None:
         self.hints.close()

@@ -28,6 +28,7 @@ import vllm
 import zmq
 from vllm.v1.core.sched.scheduler import Scheduler
 
+from saga_hpc.worker.heartbeat import waits_for_memory
 from saga_hpc.worker.hint_channel import ChannelConfig, PoolStats
 from saga_hpc.worker.holds import BlockHolds
 
@@ -97,6 +98,7 @@ class HintScheduler(Scheduler):
         self.stats_sock.setsockopt(zmq.SNDHWM, 4)
         self.stats_sock.connect(self.saga.stats)
         self._next_stats = 0.0
+        self._blocked = False  # last memory verdict sent
 
     # ------------------------------------------------------------ vLLM hooks
 
@@ -116,8 +118,12 @@ class HintScheduler(Scheduler):
             wf = workflow_of(new.sampling_params)
             if wf is not None:
                 self.holds.release(wf)  # it now holds its cached prefix itself
-        if now >= self._next_stats:
+        blocked = self._memory_blocked()
+        # A change of the memory verdict goes out at once: the head holds or
+        # releases calls for this worker on it.
+        if now >= self._next_stats or blocked != self._blocked:
             self._next_stats = now + self.saga.stats_interval_s
+            self._blocked = blocked
             self._send_stats()
         return out
 
@@ -165,6 +171,15 @@ class HintScheduler(Scheduler):
             request = self.waiting.peek_request()
             self.holds.make_room(math.ceil(request.num_tokens / self.block_size) + 1)
 
+    def _memory_blocked(self) -> bool:
+        request = self.waiting.peek_request() if self.waiting else None
+        pool = self.kv_cache_manager.block_pool
+        return waits_for_memory(
+            request.num_tokens if request is not None else None,
+            pool.get_num_free_blocks(),
+            self.block_size,
+        )
+
     def _send_stats(self) -> None:
         pool = self.kv_cache_manager.block_pool
         cached_free = sum(1 for b in pool.blocks if b.ref_cnt == 0 and b.block_hash is not None)
@@ -177,6 +192,7 @@ class HintScheduler(Scheduler):
             holds=self.holds.stats.holds,
             dropped_for_memory=self.holds.stats.dropped_for_memory,
             released_first=self.holds.stats.released_first,
+            memory_blocked=self._blocked,
         )
         # When the worker is behind, drop this report: the next one replaces it.
         with contextlib.suppress(zmq.Again):

@@ -8,6 +8,7 @@ batching); the head never sends more than `slots` calls at once.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import logging
 import os
@@ -24,7 +25,6 @@ from saga_hpc.protocol import (
     Cancel,
     Done,
     Failed,
-    Heartbeat,
     Hints,
     ProtocolError,
     Register,
@@ -37,6 +37,7 @@ from saga_hpc.protocol import (
 )
 from saga_hpc.protocol.messages import Message
 from saga_hpc.worker.engine import EngineSettings, build_engine
+from saga_hpc.worker.heartbeat import heartbeat
 from saga_hpc.worker.hint_channel import WorkerChannel
 
 log = logging.getLogger("saga_hpc.worker")
@@ -51,6 +52,7 @@ class WorkerRunner:
         self.tasks: dict[str, asyncio.Task[None]] = {}
         self.heartbeat_s = 1.0
         self.stopping = asyncio.Event()
+        self.beat_now = asyncio.Event()  # send the next heartbeat without waiting
         self.engine: Any = None
         self.channel: WorkerChannel | None = None
         self.ctx = zmq.asyncio.Context()
@@ -82,7 +84,7 @@ class WorkerRunner:
         )
         tasks = [asyncio.create_task(self._heartbeats()), asyncio.create_task(self._receive())]
         if self.channel is not None:
-            tasks.append(asyncio.create_task(self.channel.receive_stats()))
+            tasks.append(asyncio.create_task(self.channel.receive_stats(self.beat_now.set)))
         await self.stopping.wait()
         for task in tasks:
             task.cancel()
@@ -226,22 +228,21 @@ class WorkerRunner:
         total = int(self.engine.vllm_config.cache_config.num_gpu_blocks or 0)
         while True:
             snap = SnapshotLogger.snapshot
-            pool = self.channel.latest if self.channel is not None else None
             await self.send(
-                Heartbeat(
-                    worker_id=self.worker_id,
+                heartbeat(
+                    self.worker_id,
                     running=snap.running,
                     waiting=snap.waiting,
-                    kv_blocks_total=total,
-                    kv_blocks_used=total - pool.free if pool else round(snap.kv_usage * total),
-                    kv_blocks_cached=pool.cached_free if pool else 0,
+                    kv_usage=snap.kv_usage,
                     prefix_query_tokens=snap.prefix_query_tokens,
                     prefix_hit_tokens=snap.prefix_hit_tokens,
-                    kv_blocks_held=pool.held if pool else 0,
-                    kv_evictions=pool.evictions if pool else 0,
+                    total_blocks=total,
+                    pool=self.channel.latest if self.channel is not None else None,
                 )
             )
-            await asyncio.sleep(self.heartbeat_s)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.beat_now.wait(), self.heartbeat_s)
+            self.beat_now.clear()
 
     async def _drain(self, grace_s: float) -> None:
         """Let in-flight calls finish for `grace_s`, then abort the rest."""
