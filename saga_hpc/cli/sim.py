@@ -18,7 +18,12 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--write-trace", type=Path, help="save the generated tasks as a JSONL trace")
     p.add_argument("--gpus", type=int, default=8)
     p.add_argument("--duration", type=float, default=600.0)
-    p.add_argument("--load", type=float, default=0.5, help="task arrivals per second per GPU")
+    p.add_argument(
+        "--load",
+        type=float,
+        help="task arrivals per second per GPU (default: the bench load of the workload, "
+        "where the vllm baseline is loaded but stable)",
+    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--profile", default="h100-llama3-8b")
     p.add_argument("--json", action="store_true", help="print the metrics as JSON")
@@ -26,6 +31,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 
 def _sim(args: argparse.Namespace) -> int:
+    from saga_hpc.bench.sim_bench import DEFAULT_LOAD
     from saga_hpc.core.kvpool import POLICIES
     from saga_hpc.core.systems import SYSTEMS
     from saga_hpc.sim.engine import Simulation
@@ -38,7 +44,7 @@ def _sim(args: argparse.Namespace) -> int:
         raise UsageError(f"--system {args.system!r}: choose one of {', '.join(SYSTEMS)}")
     if args.retention and args.retention not in POLICIES:
         raise UsageError(f"--retention {args.retention!r}: choose one of {', '.join(POLICIES)}")
-    if args.gpus < 1 or args.duration <= 0 or args.load <= 0:
+    if args.gpus < 1 or args.duration <= 0 or (args.load is not None and args.load <= 0):
         raise UsageError("--gpus, --duration and --load must be positive")
     try:
         profile = load_profile(args.profile)
@@ -55,7 +61,7 @@ def _sim(args: argparse.Namespace) -> int:
             raise UsageError(f"--workload {args.workload!r}: choose one of {', '.join(GENERATORS)}")
         tasks = generate(
             args.workload,
-            rate_per_s=args.load * args.gpus,
+            rate_per_s=(args.load or DEFAULT_LOAD.get(args.workload, 0.5)) * args.gpus,
             duration_s=args.duration,
             seed=args.seed,
             tenants=tenants,
