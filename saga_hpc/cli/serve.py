@@ -43,8 +43,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument(
         "--kv-cache-mb",
         type=float,
-        default=64.0,
-        help="KV cache per worker in MB (CPU build; 0 = size from memory utilisation)",
+        help="KV cache per worker in MB; 0 = size from memory utilisation "
+        "(default: 64 on the CPU build, 0 on GPUs)",
     )
     p.add_argument(
         "--hold-budget",
@@ -86,7 +86,7 @@ def _check(args: argparse.Namespace) -> None:
         raise UsageError("--workers must be between 1 and 256")
     if not 0 <= args.hold_budget <= 1:
         raise UsageError(f"--hold-budget {args.hold_budget}: a fraction between 0 and 1")
-    if args.max_model_len < 64 or args.max_num_seqs < 1 or args.kv_cache_mb < 0:
+    if args.max_model_len < 64 or args.max_num_seqs < 1 or (args.kv_cache_mb or 0) < 0:
         raise UsageError("--max-model-len must be >= 64, --max-num-seqs >= 1, --kv-cache-mb >= 0")
     from saga_hpc.core.systems import SYSTEMS
 
@@ -163,7 +163,7 @@ def _worker(args: argparse.Namespace, comm: object, rank: int) -> int:
     settings = EngineSettings(
         model=str(Path(args.model).resolve()),
         served_name=args.served_name,
-        kv_cache_bytes=int(args.kv_cache_mb * 1e6) or None,
+        kv_cache_bytes=None if args.kv_cache_mb is None else int(args.kv_cache_mb * 1e6),
         max_model_len=args.max_model_len,
         max_num_seqs=args.max_num_seqs,
         # Every rank parses the same command line: workers know the system too.

@@ -21,16 +21,19 @@ class EngineSettings:
     """Name clients put in `model`."""
     block_size: int = 32
     """KV block size in tokens; the CPU attention backend needs a multiple of 32."""
-    kv_cache_bytes: int | None = 64_000_000
-    """Exact KV pool size; None lets vLLM size it from memory utilisation (GPUs)."""
+    kv_cache_bytes: int | None = None
+    """Exact KV pool size; 0 lets vLLM size it from memory utilisation; None: the
+    platform's default (CPU build: 64 MB; GPUs: from memory utilisation)."""
     max_model_len: int = 4096
     """Longest prompt + output in tokens."""
     max_num_seqs: int = 16
     """Concurrent sequences per engine: the worker's scheduling slots."""
-    enforce_eager: bool = True
-    """Skip graph capture/compile: start time matters more than speed on CPU."""
-    gpu_memory_utilization: float = 0.3
-    """On the CPU build, the fraction of NUMA-node memory vLLM may reserve."""
+    enforce_eager: bool | None = None
+    """Skip graph capture/compile; None: on the CPU build (start time matters more
+    than speed there), not on GPUs (CUDA graphs speed up decoding)."""
+    gpu_memory_utilization: float | None = None
+    """Fraction of device memory vLLM may reserve; None: 0.3 on the CPU build (of
+    the NUMA node's memory: vLLM's 0.92 fails there), 0.9 on GPUs."""
     retention_hints: bool = False
     """Apply the head's retention hints (systems whose retention is not `lru`);
     off, the engine schedules exactly like stock vLLM."""
@@ -43,24 +46,40 @@ class EngineSettings:
 HINT_SCHEDULER = "saga_hpc.worker.hint_scheduler.HintScheduler"
 
 
-def engine_kwargs(s: EngineSettings, channel: dict[str, Any] | None = None) -> dict[str, Any]:
+@dataclass(frozen=True)
+class PlatformDefaults:
+    kv_cache_bytes: int | None  # None: vLLM sizes the pool from memory utilisation
+    gpu_memory_utilization: float
+    enforce_eager: bool
+
+
+# The only differences between the CPU build and GPUs; the rest is one code path.
+CPU_DEFAULTS = PlatformDefaults(64_000_000, 0.3, True)
+GPU_DEFAULTS = PlatformDefaults(None, 0.9, False)
+
+
+def engine_kwargs(
+    s: EngineSettings, on_cpu: bool, channel: dict[str, Any] | None = None
+) -> dict[str, Any]:
     """vLLM engine arguments; `channel` (the hint side channel's config) loads
     the hint scheduler, which also reports block-pool stats."""
+    platform = CPU_DEFAULTS if on_cpu else GPU_DEFAULTS
+    kv_bytes = platform.kv_cache_bytes if s.kv_cache_bytes is None else s.kv_cache_bytes or None
     kwargs: dict[str, Any] = {
         "model": s.model,
         "served_model_name": [s.served_name],
         "block_size": s.block_size,
         "max_model_len": s.max_model_len,
         "max_num_seqs": s.max_num_seqs,
-        "enforce_eager": s.enforce_eager,
-        "gpu_memory_utilization": s.gpu_memory_utilization,
+        "enforce_eager": platform.enforce_eager if s.enforce_eager is None else s.enforce_eager,
+        "gpu_memory_utilization": s.gpu_memory_utilization or platform.gpu_memory_utilization,
         "enable_prefix_caching": True,
         # Priority scheduling: the head's ordering policy sets each request's priority.
         "scheduling_policy": "priority",
         "disable_log_stats": False,
     }
-    if s.kv_cache_bytes is not None:
-        kwargs["kv_cache_memory_bytes"] = s.kv_cache_bytes
+    if kv_bytes is not None:
+        kwargs["kv_cache_memory_bytes"] = kv_bytes
     if channel is not None:
         kwargs["scheduler_cls"] = HINT_SCHEDULER
         kwargs["additional_config"] = channel
@@ -72,10 +91,10 @@ def build_engine(s: EngineSettings, channel: dict[str, Any] | None = None) -> An
     # Each rank already is one process per core budget; keep torch from oversubscribing.
     os.environ.setdefault("VLLM_CPU_OMP_THREADS_BIND", "nobind")
     from vllm.engine.arg_utils import AsyncEngineArgs
+    from vllm.platforms import current_platform
     from vllm.v1.engine.async_llm import AsyncLLM
 
     from saga_hpc.worker.stats import SnapshotLogger
 
-    return AsyncLLM.from_engine_args(
-        AsyncEngineArgs(**engine_kwargs(s, channel)), stat_loggers=[SnapshotLogger]
-    )
+    kwargs = engine_kwargs(s, current_platform.is_cpu(), channel)
+    return AsyncLLM.from_engine_args(AsyncEngineArgs(**kwargs), stat_loggers=[SnapshotLogger])

@@ -1,0 +1,36 @@
+"""Engine arguments: one code path; only platform defaults differ between CPU and GPU."""
+
+from __future__ import annotations
+
+from saga_hpc.worker.engine import HINT_SCHEDULER, EngineSettings, engine_kwargs
+
+
+def test_cpu_build_gets_a_fixed_pool_eager_mode_and_a_small_memory_share() -> None:
+    kw = engine_kwargs(EngineSettings(model="/m"), on_cpu=True)
+    assert kw["kv_cache_memory_bytes"] == 64_000_000
+    assert kw["enforce_eager"] is True
+    assert kw["gpu_memory_utilization"] == 0.3
+    assert kw["block_size"] == 32 and kw["enable_prefix_caching"] is True
+    assert "scheduler_cls" not in kw
+
+
+def test_gpus_size_the_pool_from_memory_and_keep_cuda_graphs() -> None:
+    kw = engine_kwargs(EngineSettings(model="/m"), on_cpu=False)
+    assert "kv_cache_memory_bytes" not in kw
+    assert kw["enforce_eager"] is False
+    assert kw["gpu_memory_utilization"] == 0.9
+
+
+def test_explicit_settings_win_and_zero_means_size_from_memory() -> None:
+    fixed = EngineSettings(model="/m", kv_cache_bytes=5_000_000, enforce_eager=True)
+    assert engine_kwargs(fixed, on_cpu=False)["kv_cache_memory_bytes"] == 5_000_000
+    assert engine_kwargs(fixed, on_cpu=False)["enforce_eager"] is True
+    assert "kv_cache_memory_bytes" not in engine_kwargs(
+        EngineSettings(model="/m", kv_cache_bytes=0), on_cpu=True
+    )
+
+
+def test_the_hint_channel_loads_the_hint_scheduler() -> None:
+    kw = engine_kwargs(EngineSettings(model="/m"), on_cpu=True, channel={"saga": {"x": 1}})
+    assert kw["scheduler_cls"] == HINT_SCHEDULER
+    assert kw["additional_config"] == {"saga": {"x": 1}}
