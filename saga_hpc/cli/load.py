@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import json
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from saga_hpc.errors import UsageError
 
@@ -50,12 +51,24 @@ def endpoint_url(path: Path) -> str:
         raise UsageError(f"cannot read the endpoint from {path}: {exc}") from exc
 
 
+def check_url(url: str) -> str:
+    """A service URL with a scheme, a host and a valid port (or none)."""
+    if not url.startswith(("http://", "https://")):
+        raise UsageError(f"--url {url!r} must start with http:// or https://")
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018  (raises ValueError on a bad port)
+    except ValueError as exc:
+        raise UsageError(f"--url {url!r}: {exc}") from exc
+    if not parts.hostname:
+        raise UsageError(f"--url {url!r} names no host")
+    return url
+
+
 def _load(args: argparse.Namespace) -> int:
     from saga_hpc.client.loadgen import LoadSpec, run_load
 
-    url = args.url or endpoint_url(args.endpoint_file)
-    if not url.startswith(("http://", "https://")):
-        raise UsageError(f"--url {url!r} must start with http:// or https://")
+    url = check_url(args.url or endpoint_url(args.endpoint_file))
     keys = list(args.key)
     if args.key_file:
         try:

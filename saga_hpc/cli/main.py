@@ -36,12 +36,24 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def first_line(message: str) -> str:
+    """Drivers (libpq, Open MPI) explain over several lines; the first says what failed."""
+    lines = [line.strip() for line in message.splitlines() if line.strip()]
+    return lines[0] if lines else "unknown error"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         code: int = args.func(args)
     except UsageError as exc:
-        print(f"saga-hpc: error: {exc}", file=sys.stderr)
+        print(f"saga-hpc: error: {first_line(str(exc))}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        # A path or address given on the command line that cannot be used
+        # (missing directory, read-only file system, port taken): say which.
+        where = f": {exc.filename}" if exc.filename else ""
+        print(f"saga-hpc: error: {exc.strerror or exc}{where}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130

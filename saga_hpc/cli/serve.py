@@ -94,11 +94,34 @@ def _check(args: argparse.Namespace) -> None:
         raise UsageError(f"--system {args.system!r}: choose one of {', '.join(sorted(SYSTEMS))}")
 
 
+def _preflight(args: argparse.Namespace) -> None:
+    """What only the head would find out, checked before mpirun starts any rank:
+    a failing head aborts the MPI job, and Open MPI explains that over a page."""
+    from saga_hpc.cli._store import open_store
+
+    open_store(args).close()
+    try:
+        with socket.create_server((args.host, args.port)):
+            pass
+    except OSError as exc:
+        reason = exc.strerror or exc
+        raise UsageError(f"cannot listen on {args.host}:{args.port}: {reason}") from exc
+    if args.endpoint_file:
+        where = Path(args.endpoint_file).expanduser().resolve().parent
+        try:
+            where.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise UsageError(f"--endpoint-file: cannot create {where}: {exc.strerror}") from exc
+        if not os.access(where, os.W_OK):
+            raise UsageError(f"--endpoint-file: {where} is not writable")
+
+
 def _serve(args: argparse.Namespace) -> int:
     _check(args)
     if not launch.under_mpi_launcher():
         if args.workers is None:
             raise UsageError(launch.how_to_launch(f"--model {args.model}"))
+        _preflight(args)
         launch.exec_under_mpirun(args.workers + 1, sys.argv[1:])
     # Slurm's walltime warning is for the head (which installs its handler); until
     # then, and on every worker rank and engine process, it must not kill anything.
