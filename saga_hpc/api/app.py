@@ -21,7 +21,7 @@ from saga_hpc import __version__
 from saga_hpc.api.auth import Authenticator
 from saga_hpc.api.calls import CallRequest, CallRun, cache_salt, new_context, saga_headers
 from saga_hpc.api.errors import ApiError, on_api_error, on_http_error, on_validation_error
-from saga_hpc.api.limits import SizeLimits
+from saga_hpc.api.limits import SizeLimits, arrived_at
 from saga_hpc.api.schemas import ChatCompletionRequest, CompletionRequest
 from saga_hpc.api.workflow import WorkflowGate, read_fields
 from saga_hpc.head.prompts import PromptBuilder, PromptError, prefix_hashes
@@ -101,7 +101,7 @@ def create_app(
             include_usage=bool(body.stream_options and body.stream_options.include_usage),
         )
         hashes = prefix_hashes(ids, settings.block_size, cache_salt(principal.account))
-        ctx = new_context(req, wf, principal, hashes)
+        ctx = new_context(req, wf, principal, hashes, arrived_at(request.scope))
         if ctx.call_id in head.calls:
             raise ApiError(
                 409,

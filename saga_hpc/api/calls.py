@@ -42,8 +42,14 @@ class CallRequest:
 
 
 def new_context(
-    req: CallRequest, wf: WorkflowFields, principal: Principal, prefix_hashes: tuple[int, ...]
+    req: CallRequest,
+    wf: WorkflowFields,
+    principal: Principal,
+    prefix_hashes: tuple[int, ...],
+    received_at: float,
 ) -> CallContext:
+    """`received_at`: when the request reached the head, so the head's added time
+    counts parsing, validation, auth and tokenizing too."""
     now = time.time()
     call_id = f"{'chatcmpl' if req.kind == 'chat' else 'cmpl'}-{_call_suffix(wf, principal)}"
     workflow_id = wf.workflow_id or f"call-{call_id}"
@@ -76,7 +82,7 @@ def new_context(
         submit=submit,
         next_tool=wf.next_tool,
         workflow_done=wf.done or wf.workflow_id is None,
-        received_at=now,
+        received_at=min(received_at, now),
         stream=req.stream,
     )
 

@@ -1,5 +1,8 @@
 """Refuse oversize requests before any work: headers (431) and declared bodies (413).
 
+It is the first code a request meets, so it also stamps the arrival time: the
+head's added latency (`saga_head_overhead_seconds`) is measured from there.
+
 A plain ASGI middleware: Starlette's `BaseHTTPMiddleware` runs every request
 through an extra task group, which costs more than the head's own work per call.
 """
@@ -7,11 +10,20 @@ through an extra task group, which costs more than the head's own work per call.
 from __future__ import annotations
 
 import json
+import time
+from collections.abc import Mapping
 from typing import Any
 
 Scope = dict[str, Any]
 Receive = Any
 Send = Any
+
+_ARRIVED = "saga.arrived_at"
+
+
+def arrived_at(scope: Mapping[str, Any]) -> float:
+    """Wall-clock time the request reached the head (now, if it was not stamped)."""
+    return float(scope.get(_ARRIVED) or time.time())
 
 
 class SizeLimits:
@@ -22,6 +34,7 @@ class SizeLimits:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
+            scope[_ARRIVED] = time.time()
             headers: list[tuple[bytes, bytes]] = scope["headers"]
             if sum(len(k) + len(v) for k, v in headers) > self.max_header_bytes:
                 msg = f"request headers larger than {self.max_header_bytes} bytes"

@@ -1,9 +1,15 @@
 """Measure the head alone: a real head process with echo workers, driven by the
 lean raw-HTTP driver, reporting calls/s and the head-added latency quantiles
-(from the head's own `saga_head_overhead_seconds` histogram)."""
+(from the head's own `saga_head_overhead_seconds` histogram).
+
+Three processes share the machine: the driver (this one), the head, and the
+echo workers (the head's child). The summary says how much CPU each used, so a
+figure from a machine whose cores the driver eats is read as such.
+"""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import signal
@@ -17,10 +23,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import uvloop
+from sqlalchemy import func, select
 
 from saga_hpc.bench.rawload import RawLoadResult, RawLoadSpec, run_raw_load
 from saga_hpc.client.loadgen import histogram_quantiles, scrape_histogram
 from saga_hpc.store.store import Store
+from saga_hpc.store.tables import LedgerEntry
 
 OVERHEAD = "saga_head_overhead_seconds"
 
@@ -44,6 +52,7 @@ class EchoHead:
         self.endpoint_file = endpoint_file
         self.log = log
         self.proc: subprocess.Popen[bytes] | None = None
+        self.start_url = ""
 
     def start(self, timeout_s: float = 90.0) -> str:
         self.endpoint_file.unlink(missing_ok=True)
@@ -63,7 +72,15 @@ class EchoHead:
                 raise RuntimeError(f"echo head did not start; see {self.log}")
             time.sleep(0.1)
         url = str(json.loads(self.endpoint_file.read_text())["url"])
-        return url.removesuffix("/v1")
+        self.start_url = url.removesuffix("/v1")
+        return self.start_url
+
+    def processes(self) -> list[int]:
+        """The head's pid and its children's (the echo workers)."""
+        if self.proc is None:
+            return []
+        pid = self.proc.pid
+        return [pid, *_children(pid)]
 
     def kill(self) -> None:
         """SIGKILL the head and its workers at once, as a node failure would."""
@@ -80,6 +97,39 @@ class EchoHead:
                 self.kill()
 
 
+def _children(pid: int) -> list[int]:
+    try:
+        text = Path(f"/proc/{pid}/task/{pid}/children").read_text()
+    except OSError:
+        return []
+    return [int(c) for c in text.split()]
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a live process (Linux /proc)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def self_cpu_seconds() -> float:
+    usage = os.times()
+    return usage.user + usage.system
+
+
+def billed_calls(store: Store, call_ids: list[str]) -> int:
+    """How many of these calls have a ledger row."""
+    found = 0
+    with store.session() as s:
+        for i in range(0, len(call_ids), 500):
+            chunk = call_ids[i : i + 500]
+            query = select(func.count()).where(LedgerEntry.call_id.in_(chunk))
+            found += int(s.scalar(query) or 0)
+    return found
+
+
 def tenants(store: Store, accounts: int = 2) -> tuple[str, ...]:
     """One user and key per account (account i has fair-share weight i + 1)."""
     keys = []
@@ -93,24 +143,39 @@ def tenants(store: Store, accounts: int = 2) -> tuple[str, ...]:
 
 
 @contextmanager
-def echo_service(opts: EchoHeadOptions, workdir: Path) -> Iterator[tuple[str, tuple[str, ...]]]:
+def echo_service(
+    opts: EchoHeadOptions, workdir: Path
+) -> Iterator[tuple[EchoHead, tuple[str, ...]]]:
     store = Store.open(opts.db_url)
     store.upgrade()
     keys = tenants(store)
     store.close()
     head = EchoHead(opts, workdir / "endpoint.json", workdir / "head.log")
-    base = head.start()
+    head.start()
     try:
-        yield base, keys
+        yield head, keys
     finally:
         head.stop()
 
 
-async def measure(spec: RawLoadSpec) -> tuple[RawLoadResult, dict[str, float]]:
+@dataclass
+class Measured:
+    result: RawLoadResult
+    overhead_ms: dict[str, float]
+    cpu_cores: dict[str, float]  # CPU seconds per wall second, per process
+
+
+async def measure(spec: RawLoadSpec, head: EchoHead) -> Measured:
+    pids = head.processes()
     before = await scrape_histogram(spec.base_url, OVERHEAD)
+    cpu0 = [self_cpu_seconds(), *(cpu_seconds(p) for p in pids)]
     result = await run_raw_load(spec)
+    cpu1 = [self_cpu_seconds(), *(cpu_seconds(p) for p in pids)]
     after = await scrape_histogram(spec.base_url, OVERHEAD)
-    return result, histogram_quantiles(before, after, (0.5, 0.99))
+    names = ["driver", "head", "echo_workers"][: len(cpu0)]
+    wall = result.wall_s or 1.0
+    cores = {n: round((b - a) / wall, 2) for n, a, b in zip(names, cpu0, cpu1, strict=True)}
+    return Measured(result, histogram_quantiles(before, after, (0.5, 0.99)), cores)
 
 
 def summary(result: RawLoadResult, overhead_ms: dict[str, float]) -> dict[str, object]:
@@ -131,13 +196,24 @@ def summary(result: RawLoadResult, overhead_ms: dict[str, float]) -> dict[str, o
 
 
 def run_bench(opts: EchoHeadOptions, spec: RawLoadSpec, warmup_calls: int) -> dict[str, object]:
+    """Warm up, measure, stop the head, then check the ledger: one row per call
+    a client saw complete (`ledger_missing` counts the others)."""
     with tempfile.TemporaryDirectory(prefix="saga-bench-head-") as tmp:
         if opts.db_url == "":
-            opts = EchoHeadOptions(**{**opts.__dict__, "db_url": f"sqlite:///{tmp}/saga.db"})
-        with echo_service(opts, Path(tmp)) as (base, keys):
-            spec = RawLoadSpec(**{**spec.__dict__, "base_url": base, "keys": keys})
+            opts = dataclasses.replace(opts, db_url=f"sqlite:///{tmp}/saga.db")
+        with echo_service(opts, Path(tmp)) as (head, keys):
+            base = head.start_url
+            spec = dataclasses.replace(spec, base_url=base, keys=keys)
             if warmup_calls:
-                warm = RawLoadSpec(**{**spec.__dict__, "calls": warmup_calls, "tag": "warmup"})
+                warm = dataclasses.replace(spec, calls=warmup_calls, tag=f"{spec.tag}-warmup")
                 uvloop.run(run_raw_load(warm))
-            result, overhead = uvloop.run(measure(spec))
-    return {"config": {**spec.__dict__, "keys": len(spec.keys)}, **summary(result, overhead)}
+            measured = uvloop.run(measure(spec, head))
+        store = Store.open(opts.db_url)
+        try:
+            billed = billed_calls(store, [c.call_id for c in measured.result.completed])
+        finally:
+            store.close()
+    out = summary(measured.result, measured.overhead_ms)
+    out["ledger_missing"] = len(measured.result.completed) - billed
+    out["cpu_cores"] = measured.cpu_cores
+    return {"config": {**spec.__dict__, "keys": len(spec.keys)}, **out}

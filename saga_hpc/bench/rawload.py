@@ -3,7 +3,8 @@
 An HTTP client library costs more CPU per call than the head itself; on a
 small machine the driver shares the cores with the head, so it must be cheap.
 Each agent holds one connection and runs its workflows' calls one after the
-other (an agent waits for its answer before its next call). Every completed
+other (an agent waits for its answer before its next call, then runs its tool
+for `tool_s` on average, uniformly 0.5-1.5x so agents do not march in step). Every completed
 response is recorded (call id, workflow, usage), so a test can compare what
 clients received with what the ledger billed.
 
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import random
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,6 +36,7 @@ class RawLoadSpec:
     prompt_words: int = 20  # words each turn adds to the history
     deadline_s: float = 120.0
     retry_s: float = 60.0  # how long one call keeps retrying a lost connection or a 503
+    tool_s: float = 0.0  # mean pause between a workflow's calls (the agent runs its tool)
     tag: str = "raw"  # workflow ids are f"{tag}-{agent}-{round}"
     endpoint_file: str | None = None  # re-read on reconnect (a restarted head)
 
@@ -141,12 +144,16 @@ async def _agent(
 ) -> None:
     conn = _Conn(spec)
     key = spec.keys[index % len(spec.keys)]
+    tools = random.Random(index)
     round_ = 0
     try:
+        await asyncio.sleep(tools.uniform(0.0, spec.tool_s))  # agents start spread out
         while budget[0] > 0 and time.monotonic() < deadline:
             workflow = f"{spec.tag}-{index}-{round_}"
             history = "system prompt of the load agent " * 8
             for turn in range(spec.turns):
+                if turn and spec.tool_s:
+                    await asyncio.sleep(tools.uniform(0.5, 1.5) * spec.tool_s)
                 if budget[0] <= 0 or time.monotonic() >= deadline:
                     return
                 budget[0] -= 1
