@@ -24,12 +24,13 @@ FIRST_TOKEN_ID = 3  # ids 0-2 are <s>, </s>, <pad> in the generated model
 class TraceScale:
     tasks: int
     """Tasks replayed: the generator's first `tasks`, in arrival order."""
-    rate_per_s: float = 0.5
-    """Task arrivals per second over the whole service (Poisson, as generated)."""
+    rate_per_s: float = 4.0
+    """Task arrivals per second over the whole service (Poisson, as generated):
+    a burst, so that more contexts are live than the workers' pools hold."""
     token_scale: float = 0.5
     """Prompt token counts (system prompt, appended tokens) are multiplied by this."""
-    tool_scale: float = 0.1
-    """Tool latencies are multiplied by this (a 30 s test run becomes 3 s)."""
+    tool_scale: float = 0.5
+    """Tool latencies are multiplied by this (a 30 s test run becomes 15 s)."""
     max_turns: int = 8
     """Calls per task at most."""
     max_output: int = 64

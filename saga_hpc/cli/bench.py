@@ -1,4 +1,5 @@
-"""`saga-hpc bench`: every system on the same seeded traces in the simulator: JSON, table, plots."""
+"""`saga-hpc bench`: every system on the same seeded traces in the simulator: JSON, table, plots;
+with `--real`, the same kind of trace against real vLLM workers (`bench.real_bench`)."""
 
 from __future__ import annotations
 
@@ -13,8 +14,12 @@ from saga_hpc.errors import UsageError
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("bench", help="compare scheduling systems on the simulated cluster")
     p.add_argument("--gpus", type=int, default=64)
-    p.add_argument("--workloads", default="swe-bench,webarena")
-    p.add_argument("--systems", default="vllm,saga,sglang,continuum,autellix")
+    p.add_argument(
+        "--workloads", "--workload", help="default swe-bench,webarena (--real: swe-bench)"
+    )
+    p.add_argument(
+        "--systems", help="default vllm,saga,sglang,continuum,autellix (--real: vllm,saga)"
+    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument(
         "--duration", type=float, default=3600.0, help="seconds of task arrivals (default 3600)"
@@ -29,6 +34,32 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--profile", default="h100-llama3-8b", help="GPU profile name or JSON path")
     p.add_argument("--json", type=Path, help="write the result document here")
     p.add_argument("--plots", type=Path, help="write PNG figures into this directory")
+    real = p.add_argument_group("real engines (--real)")
+    real.add_argument(
+        "--real", action="store_true", help="run on real vLLM workers instead of the simulator"
+    )
+    real.add_argument("--workers", type=int, default=2, help="vLLM workers (default 2)")
+    real.add_argument("--tasks", type=int, default=24, help="tasks of the trace (default 24)")
+    real.add_argument(
+        "--rate", type=float, default=4.0, help="task arrivals per second (default 4)"
+    )
+    real.add_argument(
+        "--kv-tokens", type=int, default=6144, help="KV pool per worker, tokens (default 6144)"
+    )
+    real.add_argument(
+        "--fit-profile",
+        type=Path,
+        metavar="PROFILE.json",
+        help="fit a simulator cost profile to the runs, write it here, replay the trace in the "
+        "simulator and report its TCT error per system",
+    )
+    real.add_argument("--run-dir", type=Path, default=Path("bench-real"), help="logs and stores")
+    real.add_argument(
+        "--model-dir",
+        type=Path,
+        default=Path.home() / ".cache" / "saga-hpc" / "bench-model",
+        help="where the benchmark model is generated (kept between runs)",
+    )
     p.set_defaults(func=_bench)
 
 
@@ -42,6 +73,8 @@ def parse_list(text: str, known: set[str], what: str) -> tuple[str, ...]:
 
 
 def _bench(args: argparse.Namespace) -> int:
+    if args.real:
+        return _real(args)
     from saga_hpc.bench.sim_bench import BenchConfig, run_bench, table
     from saga_hpc.core.systems import SYSTEMS
     from saga_hpc.sim.profile import load_profile
@@ -55,8 +88,10 @@ def _bench(args: argparse.Namespace) -> int:
         raise UsageError(str(exc)) from exc
     cfg = BenchConfig(
         gpus=args.gpus,
-        workloads=parse_list(args.workloads, set(GENERATORS), "workload"),
-        systems=parse_list(args.systems, set(SYSTEMS), "system"),
+        workloads=parse_list(args.workloads or "swe-bench,webarena", set(GENERATORS), "workload"),
+        systems=parse_list(
+            args.systems or "vllm,saga,sglang,continuum,autellix", set(SYSTEMS), "system"
+        ),
         seed=args.seed,
         duration_s=args.duration,
         load=args.load,
@@ -70,4 +105,48 @@ def _bench(args: argparse.Namespace) -> int:
 
         for path in write_plots(results, dict(cfg.tenants), args.plots):
             print(f"plot {path}", file=sys.stderr)
+    return 0
+
+
+def _real(args: argparse.Namespace) -> int:
+    from saga_hpc.bench.real_bench import RealBenchConfig, run_real_bench
+    from saga_hpc.bench.real_trace import TraceScale
+    from saga_hpc.bench.sim_bench import table
+    from saga_hpc.core.systems import SYSTEMS
+    from saga_hpc.workload.generators import GENERATORS
+
+    workloads = parse_list(args.workloads or "swe-bench", set(GENERATORS), "workload")
+    if len(workloads) != 1:
+        raise UsageError("--real runs one workload at a time (--workload swe-bench)")
+    if args.workers < 1 or args.tasks < 1 or args.rate <= 0 or args.kv_tokens <= 0:
+        raise UsageError("--workers, --tasks, --rate and --kv-tokens must be positive")
+    cfg = RealBenchConfig(
+        model_dir=args.model_dir,
+        run_dir=args.run_dir,
+        workers=args.workers,
+        systems=parse_list(args.systems or "vllm,saga", set(SYSTEMS), "system"),
+        workload=workloads[0],
+        seed=args.seed,
+        scale=TraceScale(tasks=args.tasks, rate_per_s=args.rate),
+        kv_tokens=args.kv_tokens,
+        fit_profile=args.fit_profile,
+    )
+    doc, _ = run_real_bench(cfg, progress=lambda s: print(s, file=sys.stderr, flush=True))
+    print(table(doc))
+    c = doc.get("comparison")
+    if c:
+        hit = {r["system"]: r["metrics"]["kv_hit_rate"] for r in doc["runs"]}
+        print(f"  KV hit rate saga - vllm        {100 * (hit['saga'] - hit['vllm']):+.1f} points")
+    for system, p in doc["config"]["probe"].items():
+        print(
+            f"recomputing a {doc['config']['probe_tokens']}-token prefix costs "
+            f"{p['recompute_s']:.3f} s here (measured before the {system} run)"
+        )
+    for system, e in doc.get("sim_vs_real", {}).get("systems", {}).items():
+        print(
+            f"simulator vs real, {system}: TCT mean {e['tct_mean_sim_s']:.2f} s vs "
+            f"{e['tct_mean_real_s']:.2f} s ({100 * e['tct_mean_error']:+.1f}%)"
+        )
+    if args.json:
+        args.json.write_text(json.dumps(doc, indent=2, allow_nan=True) + "\n")
     return 0

@@ -21,7 +21,9 @@ def test_scaling_cuts_tokens_tools_turns_and_keeps_every_call_inside_the_model()
     scale = TraceScale(tasks=10, token_scale=0.5, tool_scale=0.1, max_turns=6, max_model_len=2500)
     tasks = scaled_trace("swe-bench", 0, TENANTS, scale)
     horizon = 3 * 10 / scale.rate_per_s + 60
-    raw = generate("swe-bench", rate_per_s=0.5, duration_s=horizon, seed=0, tenants=TENANTS)
+    raw = generate(
+        "swe-bench", rate_per_s=scale.rate_per_s, duration_s=horizon, seed=0, tenants=TENANTS
+    )
     for task, orig in zip(tasks, raw, strict=False):
         assert task.task_id == orig.task_id and task.arrival_s == orig.arrival_s
         assert task.system_tokens == orig.system_tokens // 2

@@ -1,0 +1,238 @@
+"""`saga-hpc bench --real`: the same seeded trace against real vLLM-CPU workers, once per system.
+
+For each system a fresh service (head + `workers` vLLM engines via mpirun, a
+fresh store) starts with a KV pool small enough that the trace's contexts do
+not all fit, so retention decides what a returning call finds. Before the
+trace, one probe measures what recomputing a `PROBE_TOKENS` prefix costs on
+this machine (a cold call, then the same prompt warm): with the smallest model
+that cost is too small for cache effects to show in wall time, so the bench
+generates a bigger model (`BENCH_MODEL`). The result is the simulator bench's
+JSON document (`sim_bench`), with the measured costs under `config`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+import statistics
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from saga_hpc.bench.fit_profile import fit_profile, sim_vs_real
+from saga_hpc.bench.real_client import replay, timed_call
+from saga_hpc.bench.real_trace import (
+    FIRST_TOKEN_ID,
+    TraceScale,
+    TraceTokens,
+    scaled_trace,
+    trace_summary,
+)
+from saga_hpc.bench.sim_bench import DEFAULT_TENANTS, compare
+from saga_hpc.client.service import ServiceProcess
+from saga_hpc.model.tiny import TinyModelSpec, generate
+from saga_hpc.sim.engine import SimResult
+from saga_hpc.sim.metrics import summarize
+from saga_hpc.store.store import Store
+from saga_hpc.workload.model import Task
+
+# Big enough that recomputing 3k tokens costs >= ~0.2 s on a 2-core machine
+# (one engine alone: 0.42 s; every run's probe measures it again), small enough
+# that decoding stays cheap (~4 ms a step).
+BENCH_MODEL = TinyModelSpec(hidden=256, layers=4, heads=4)
+PROBE_TOKENS = 3000
+BLOCK_SIZE = 32
+
+
+@dataclass(frozen=True)
+class RealBenchConfig:
+    model_dir: Path
+    run_dir: Path
+    workers: int = 2
+    systems: tuple[str, ...] = ("vllm", "saga")
+    workload: str = "swe-bench"
+    seed: int = 0
+    scale: TraceScale = field(default_factory=lambda: TraceScale(tasks=24))
+    kv_tokens: int = 6144
+    """KV pool per worker, tokens (rounded down to whole blocks)."""
+    hold_budget: float = 0.5
+    max_num_seqs: int = 8
+    model: TinyModelSpec = BENCH_MODEL
+    tenants: tuple[tuple[str, float], ...] = DEFAULT_TENANTS
+    fit_profile: Path | None = None
+    """Write the cost profile fitted from these runs here (and replay them in the simulator)."""
+
+    @property
+    def kv_bytes(self) -> int:
+        return self.kv_tokens * kv_bytes_per_token(self.model)
+
+
+def kv_bytes_per_token(spec: TinyModelSpec) -> int:
+    """K and V, every layer, bf16 (what vLLM's CPU build stores for the generated model)."""
+    return 2 * spec.layers * spec.hidden * 2
+
+
+@dataclass(frozen=True)
+class Probe:
+    """Latency of one PROBE_TOKENS prompt computed from scratch, then served from cache."""
+
+    cold_s: float
+    warm_s: float
+    cached_tokens: int
+
+    @property
+    def recompute_s(self) -> float:
+        return self.cold_s - self.warm_s
+
+
+def _keys(db: str, tenants: tuple[tuple[str, float], ...]) -> dict[str, str]:
+    store = Store.open(db)
+    store.upgrade()
+    keys = {}
+    for tenant, share in tenants:
+        store.ensure_account(tenant, fairshare=max(1, round(share)))
+        store.ensure_user("bench")
+        store.ensure_association("bench", tenant)
+        keys[tenant] = store.create_api_key("bench", tenant)[1]
+    store.close()
+    return keys
+
+
+async def probe(base: str, key: str, vocab_size: int) -> Probe:
+    rng = random.Random(f"probe:{time.time_ns()}")  # never seen before: a cold prefix
+    prompt = [rng.randrange(FIRST_TOKEN_ID, vocab_size) for _ in range(PROBE_TOKENS)]
+    async with httpx.AsyncClient(timeout=300) as client:
+        headers = {"X-Saga-Workflow": "bench-probe", "X-Saga-Next-Tool": "probe"}
+        cold = await timed_call(client, base, key, prompt, 1, headers)
+        headers = {"X-Saga-Workflow": "bench-probe", "X-Saga-Workflow-End": "true"}
+        warm = await timed_call(client, base, key, prompt, 1, headers)
+    return Probe(cold.latency_s, warm.latency_s, warm.cached_tokens)
+
+
+def run_system(
+    cfg: RealBenchConfig,
+    system: str,
+    tasks: list[Task],
+    prompts: dict[str, list[list[int]]],
+    vocab: int,
+) -> tuple[SimResult, Probe]:
+    run_dir = cfg.run_dir / system
+    run_dir.mkdir(parents=True, exist_ok=True)
+    db = f"sqlite:///{run_dir / 'saga.db'}"
+    (run_dir / "saga.db").unlink(missing_ok=True)
+    keys = _keys(db, cfg.tenants)
+    extra = [
+        "--system", system,
+        "--kv-cache-mb", str(cfg.kv_bytes / 1e6),
+        "--max-model-len", str(cfg.scale.max_model_len),
+        "--max-num-seqs", str(cfg.max_num_seqs),
+        "--hold-budget", str(cfg.hold_budget),
+        "--log-level", "WARNING",
+    ]  # fmt: skip
+    with ServiceProcess(cfg.model_dir, db, run_dir, workers=cfg.workers, extra=extra) as svc:
+        measured = asyncio.run(probe(svc.base, keys[cfg.tenants[0][0]], vocab))
+        t0 = time.perf_counter()
+        rep = asyncio.run(replay(svc.base, keys, tasks, prompts, BLOCK_SIZE))
+        wall = time.perf_counter() - t0
+    result = SimResult(
+        system=system,
+        gpus=cfg.workers,
+        calls=rep.calls,
+        tct_s=rep.tct_s,
+        tenants={t.task_id: t.tenant for t in tasks},
+        kv_samples=[],  # the workers' pools are not sampled (kv_mem_util reads 0)
+        retention_misses=rep.retention_misses,
+        recomputed_tokens=sum(c.prompt - c.hit for c in rep.calls),
+        events=len(rep.calls),
+        wall_s=wall,
+        makespan_s=rep.makespan_s,
+    )
+    return result, measured
+
+
+def run_real_bench(
+    cfg: RealBenchConfig, progress: Callable[[str], None] = lambda s: None
+) -> tuple[dict[str, Any], dict[str, SimResult]]:
+    model = generate(cfg.model_dir, cfg.model)
+    vocab = json.loads((model / "config.json").read_text())["vocab_size"]
+    tasks = scaled_trace(cfg.workload, cfg.seed, cfg.tenants, cfg.scale)
+    tokens = TraceTokens(vocab, cfg.seed)
+    prompts = {t.task_id: tokens.prompts(t) for t in tasks}
+    summary = trace_summary(tasks)
+    progress(f"{cfg.workload}: {summary['tasks']} tasks, {summary['calls']} calls, "
+             f"mean prompt {summary['prompt_tokens_mean']:.0f} tokens")  # fmt: skip
+    shares = dict(cfg.tenants)
+    runs: list[dict[str, Any]] = []
+    results: dict[str, SimResult] = {}
+    probes: dict[str, dict[str, float]] = {}
+    for system in cfg.systems:
+        t0 = time.perf_counter()
+        r, p = run_system(cfg, system, tasks, prompts, vocab)
+        results[system] = r
+        probes[system] = {**asdict(p), "recompute_s": p.recompute_s}
+        m = summarize(r, shares)
+        m["belady_miss_ratio"] = float("nan")  # no offline oracle on real engines
+        runs.append({"system": system, "workload": cfg.workload, "gpus": cfg.workers,
+                     "seed": cfg.seed, "metrics": m})  # fmt: skip
+        progress(
+            f"  {system:8s} {time.perf_counter() - t0:6.1f} s  recompute {PROBE_TOKENS} tokens: "
+            f"{p.recompute_s:.3f} s (cold {p.cold_s:.3f} s, warm {p.warm_s:.3f} s)  "
+            f"TCT mean {m['tct_mean_s']:.1f} s  hit {m['kv_hit_rate']:.3f}"
+        )
+    doc: dict[str, Any] = {
+        "config": {
+            "real": True,
+            "workers": cfg.workers,
+            "workloads": [cfg.workload],
+            "systems": list(cfg.systems),
+            "seed": cfg.seed,
+            "tenants": shares,
+            "trace": {**asdict(cfg.scale), **summary},
+            "model": asdict(cfg.model),
+            "kv_tokens_per_worker": cfg.kv_tokens,
+            "hold_budget": cfg.hold_budget,
+            "max_num_seqs": cfg.max_num_seqs,
+            "block_size": BLOCK_SIZE,
+            "probe_tokens": PROBE_TOKENS,
+            "probe": probes,
+        },
+        "runs": runs,
+    }
+    if "saga" in cfg.systems and "vllm" in cfg.systems:
+        doc["comparison"] = compare(runs, {cfg.workload: results}, (cfg.workload,))
+    if cfg.fit_profile is not None:
+        doc["sim_vs_real"] = _fit_and_replay(cfg, tasks, results, probes)
+    return doc, results
+
+
+def _fit_and_replay(
+    cfg: RealBenchConfig,
+    tasks: list[Task],
+    results: dict[str, SimResult],
+    probes: dict[str, dict[str, float]],
+) -> dict[str, Any]:
+    assert cfg.fit_profile is not None
+    rates = [p["cached_tokens"] / p["recompute_s"] for p in probes.values() if p["recompute_s"] > 0]
+    profile = fit_profile(
+        name=cfg.fit_profile.stem,
+        runs=list(results.values()),
+        prefill_tokens_per_s=statistics.fmean(rates),
+        kv_tokens=cfg.kv_tokens // BLOCK_SIZE * BLOCK_SIZE,
+        block_tokens=BLOCK_SIZE,
+        max_batch=cfg.max_num_seqs,
+        description=(
+            f"vLLM-CPU {cfg.workers} workers on this machine, generated Llama hidden "
+            f"{cfg.model.hidden} x {cfg.model.layers} layers; fitted by saga-hpc bench --real "
+            f"--fit-profile from {cfg.workload} seed {cfg.seed}, {len(tasks)} tasks"
+        ),
+    )
+    cfg.fit_profile.write_text(json.dumps(asdict(profile), indent=2) + "\n")
+    return {
+        "profile": asdict(profile),
+        "systems": sim_vs_real(tasks, results, profile, dict(cfg.tenants)),
+    }

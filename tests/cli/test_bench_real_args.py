@@ -1,0 +1,25 @@
+"""`saga-hpc bench --real`: bad input exits 2 with one line, before any engine starts."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.cli.test_cli import run
+
+
+@pytest.mark.parametrize(
+    ("argv", "needle"),
+    [
+        (["--workload", "swe-bench,webarena"], "one workload at a time"),
+        (["--tasks", "0"], "must be positive"),
+        (["--kv-tokens", "-5"], "must be positive"),
+        (["--systems", "vllm,teleport"], "unknown system teleport"),
+        (["--workload", "chess"], "unknown workload chess"),
+    ],
+)
+def test_bad_real_bench_input_exits_2_with_one_line(
+    capsys: pytest.CaptureFixture[str], argv: list[str], needle: str
+) -> None:
+    code, _, err = run(capsys, "bench", "--real", *argv)
+    assert code == 2
+    assert len(err.strip().splitlines()) == 1 and needle in err, err
