@@ -141,7 +141,7 @@ def _serve(args: argparse.Namespace) -> int:
     hosts: list[str] = comm.allgather(socket.gethostname())  # type: ignore[attr-defined]
     if rank == 0:
         return _head(args, comm, size, single_host=len(set(hosts)) == 1)
-    return _worker(args, comm, rank)
+    return _worker(args, comm, rank, hosts)
 
 
 def _head(args: argparse.Namespace, comm: object, size: int, single_host: bool) -> int:
@@ -177,10 +177,16 @@ def _head(args: argparse.Namespace, comm: object, size: int, single_host: bool) 
         raise
 
 
-def _worker(args: argparse.Namespace, comm: object, rank: int) -> int:
+def _worker(args: argparse.Namespace, comm: object, rank: int, hosts: list[str]) -> int:
     from saga_hpc.core.systems import SYSTEMS
-    from saga_hpc.worker.engine import EngineSettings
+    from saga_hpc.worker.engine import EngineSettings, device_for_worker
     from saga_hpc.worker.runner import run_worker
+
+    # Several worker ranks on one GPU node see all its GPUs: each takes its own.
+    here = [r for r, h in enumerate(hosts) if h == hosts[rank] and r != 0]
+    device = device_for_worker(here.index(rank), os.environ.get("CUDA_VISIBLE_DEVICES"))
+    if device is not None:
+        os.environ["CUDA_VISIBLE_DEVICES"] = device
 
     endpoint: str = comm.bcast(None, root=0)  # type: ignore[attr-defined]
     settings = EngineSettings(

@@ -58,6 +58,16 @@ CPU_DEFAULTS = PlatformDefaults(64_000_000, 0.3, True)
 GPU_DEFAULTS = PlatformDefaults(None, 0.9, False)
 
 
+def device_for_worker(local_index: int, visible: str | None) -> str | None:
+    """The one GPU the `local_index`-th worker rank of a node should use, from the
+    devices Slurm made visible to the job step (None: leave them as they are,
+    e.g. on CPU nodes or when Slurm already gave each task a single GPU)."""
+    devices = [d for d in (visible or "").split(",") if d.strip()]
+    if len(devices) < 2:
+        return None
+    return devices[local_index % len(devices)]
+
+
 def engine_kwargs(
     s: EngineSettings, on_cpu: bool, channel: dict[str, Any] | None = None
 ) -> dict[str, Any]:

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
-from saga_hpc.worker.engine import HINT_SCHEDULER, EngineSettings, engine_kwargs
+from saga_hpc.worker.engine import (
+    HINT_SCHEDULER,
+    EngineSettings,
+    device_for_worker,
+    engine_kwargs,
+)
 
 
 def test_cpu_build_gets_a_fixed_pool_eager_mode_and_a_small_memory_share() -> None:
@@ -34,3 +39,11 @@ def test_the_hint_channel_loads_the_hint_scheduler() -> None:
     kw = engine_kwargs(EngineSettings(model="/m"), on_cpu=True, channel={"saga": {"x": 1}})
     assert kw["scheduler_cls"] == HINT_SCHEDULER
     assert kw["additional_config"] == {"saga": {"x": 1}}
+
+
+def test_each_worker_rank_of_a_gpu_node_takes_its_own_device() -> None:
+    assert device_for_worker(0, "0,1,2,3") == "0"
+    assert device_for_worker(3, "4,5,6,7") == "7"
+    assert device_for_worker(4, "0,1,2,3") == "0"  # more ranks than GPUs: they share
+    assert device_for_worker(1, "2") is None  # Slurm bound one GPU per task already
+    assert device_for_worker(0, None) is None  # CPU nodes
