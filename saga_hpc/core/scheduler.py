@@ -106,7 +106,19 @@ class Scheduler:
         self._seq = 0
         self._registered = 0
         self.mean_service_s = 1.0  # EWMA of observed call service, for steal decisions
-        self.record_story = True  # the simulator turns it off: millions of events, no reader
+        self.record_story = True
+
+    @property
+    def record_story(self) -> bool:
+        """Keep each workflow's story, and explain decisions (stimulus ids, reasons).
+        The simulator turns it off: millions of events and no reader, and building
+        the text would cost more than the decisions themselves."""
+        return self._record_story
+
+    @record_story.setter
+    def record_story(self, on: bool) -> None:
+        self._record_story = on
+        self.retention.explain = on
 
     # -------------------------------------------------------------- workers
 
@@ -167,7 +179,7 @@ class Scheduler:
     # ---------------------------------------------------------------- calls
 
     def submit(self, spec: CallSpec, now: float) -> list[Decision]:
-        stim = f"submit-{spec.call_id}"
+        stim = f"submit-{spec.call_id}" if self._record_story else ""
         flow = self.flows.get(spec.workflow_id)
         if flow is None:
             flow = self.flows[spec.workflow_id] = _Flow(spec.tenant, spec.task_class, now)
@@ -176,18 +188,19 @@ class Scheduler:
             flow.away_tool = None
         self._enqueue(Waiting(spec, now, self._next_seq()))
         decisions = self._pump(now, stim)
-        self._tell(
-            spec.workflow_id,
-            now,
-            stim,
-            "submit",
-            f"{spec.prompt_tokens} prompt tokens, {len(spec.prefix_hashes)} full blocks",
-            decisions,
-        )
+        if self._record_story:
+            self._tell(
+                spec.workflow_id,
+                now,
+                stim,
+                "submit",
+                f"{spec.prompt_tokens} prompt tokens, {len(spec.prefix_hashes)} full blocks",
+                decisions,
+            )
         return decisions
 
     def complete(self, outcome: CallOutcome, now: float) -> list[Decision]:
-        stim = f"done-{outcome.call_id}"
+        stim = f"done-{outcome.call_id}" if self._record_story else ""
         entry = self.running.pop(outcome.call_id, None)
         if entry is None:
             return []
@@ -215,15 +228,16 @@ class Scheduler:
                     if isinstance(d, Retain):
                         flow.retained_on, flow.retain_until = d.worker_id, d.until
         decisions += self._pump(now, stim)
-        self._tell(
-            spec.workflow_id,
-            now,
-            stim,
-            "done",
-            f"on {worker_id}: {outcome.cached_tokens}/{outcome.prompt_tokens} cached, "
-            f"{outcome.output_tokens} out, next tool {outcome.next_tool}",
-            decisions,
-        )
+        if self._record_story:
+            self._tell(
+                spec.workflow_id,
+                now,
+                stim,
+                "done",
+                f"on {worker_id}: {outcome.cached_tokens}/{outcome.prompt_tokens} cached, "
+                f"{outcome.output_tokens} out, next tool {outcome.next_tool}",
+                decisions,
+            )
         return decisions
 
     def fail(self, call_id: str, now: float) -> list[Decision]:
@@ -355,11 +369,13 @@ class Scheduler:
                 gain, victim, group, w = best
                 self.queues[victim.worker_id].pop(group)
                 self._unwait(w.spec.call_id)
-                recompute = self.cost.recompute_s(w.spec.prompt_tokens)
-                reason = (
-                    f"steal from {victim.worker_id}: wait {gain + recompute:.2f}s > "
-                    f"recompute {recompute:.2f}s"
-                )
+                reason = ""
+                if self._record_story:
+                    recompute = self.cost.recompute_s(w.spec.prompt_tokens)
+                    reason = (
+                        f"steal from {victim.worker_id}: wait {gain + recompute:.2f}s > "
+                        f"recompute {recompute:.2f}s"
+                    )
                 decisions += self._dispatch(w, thief, reason, stim)
         return decisions
 
@@ -395,9 +411,8 @@ class Scheduler:
                 and flow.retained_on != view.worker_id
                 and flow.retained_on in self.workers
             ):
-                decisions.append(
-                    Release(flow.retained_on, spec.workflow_id, stim, f"moved to {view.worker_id}")
-                )
+                why = f"moved to {view.worker_id}" if self._record_story else ""
+                decisions.append(Release(flow.retained_on, spec.workflow_id, stim, why))
             flow.retained_on = None
             flow.last_worker = view.worker_id
         self.router.on_dispatch(spec, view.worker_id)
@@ -433,7 +448,7 @@ class Scheduler:
         detail: str,
         decisions: list[Decision],
     ) -> None:
-        flow = self.flows.get(workflow_id) if self.record_story else None
+        flow = self.flows.get(workflow_id)
         if flow is not None:
             mine = tuple(d for d in decisions if d.workflow_id == workflow_id)
             flow.story.append(StoryEntry(now, stim, event, detail, mine))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
 from saga_hpc.core.cost import CostModel
@@ -213,6 +215,32 @@ def test_story_explains_decisions() -> None:
     assert [e.event for e in story] == ["submit", "done"]
     assert isinstance(story[0].decisions[0], Dispatch)
     assert isinstance(story[1].decisions[0], Retain)
+
+
+def test_without_story_decisions_are_the_same_but_carry_no_text() -> None:
+    """The simulator's mode: same workers, hints and scores; no stimulus ids, and no
+    reason that would have to be formatted (a router's constant reason stays)."""
+
+    def run(record: bool) -> list[object]:
+        s = two_workers("saga")
+        s.record_story = record
+        out: list[object] = list(s.submit(spec("c1", "A"), 0.0))
+        out += s.complete(done("c1", "w1", 1.0, tool="pytest"), 1.0)
+        out += s.submit(spec("c2", "A"), 3.0)
+        out += s.complete(done("c2", "w1", 4.0, final=True), 4.0)
+        return out
+
+    told, silent = run(True), run(False)
+    assert [type(d) for d in silent] == [Dispatch, Retain, Dispatch, Release]
+    for a, b in zip(told, silent, strict=True):
+        assert a.stimulus_id and a.reason  # type: ignore[attr-defined]
+        assert b.stimulus_id == ""  # type: ignore[attr-defined]
+        assert replace(a, stimulus_id="", reason=b.reason) == b  # type: ignore[type-var, attr-defined]
+    assert silent[1].reason == ""  # type: ignore[attr-defined]
+    quiet = two_workers("saga")
+    quiet.record_story = False
+    quiet.submit(spec("c1", "A"), 0.0)
+    assert quiet.story("A") == []
 
 
 def test_a_workflow_moving_releases_its_blocks_on_the_old_worker() -> None:

@@ -130,6 +130,7 @@ class Retention:
     def __init__(self, ttl_s: float = 10.0, block_tokens: int = 16) -> None:
         self.ttl_s = ttl_s
         self.block_tokens = block_tokens
+        self.explain = True  # give hints a reason (the scheduler's record_story)
 
     def on_leave(
         self,
@@ -170,7 +171,7 @@ class Ttl(Retention):
             return [Release(worker_id, spec.workflow_id, stimulus, "workflow done")]
         if outcome.next_tool is None:
             return []
-        reason = f"ttl {self.ttl_s:g}s on tool {outcome.next_tool}"
+        reason = f"ttl {self.ttl_s:g}s on tool {outcome.next_tool}" if self.explain else ""
         return [Retain(worker_id, spec.workflow_id, now + self.ttl_s, 1.0, stimulus, reason)]
 
 
@@ -200,7 +201,11 @@ class Aeg(Retention):
         # second held, the expected value is P(return) / expected gap.
         score = p / max(gap, 0.01)
         until = now + self.predictor.horizon_s(spec.task_class, tool)
-        reason = f"aeg: P(return after {tool}, call {position}) {p:.2f}, E[gap] {gap:.2f}s"
+        reason = (
+            f"aeg: P(return after {tool}, call {position}) {p:.2f}, E[gap] {gap:.2f}s"
+            if self.explain
+            else ""
+        )
         return [Retain(worker_id, spec.workflow_id, until, score, stimulus, reason)]
 
     def on_return(
