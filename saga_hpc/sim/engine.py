@@ -143,22 +143,29 @@ class Simulation:
             KVPool(profile.kv_blocks, EVICTION[retention_name], next_use) for _ in range(gpus)
         ]
         self.gpus = [_Gpu(i) for i in range(gpus)]
-        for i in range(gpus):
+        self.worker_ids = [f"g{i}" for i in range(gpus)]
+        self._gpu_of_worker = {w: i for i, w in enumerate(self.worker_ids)}
+        for w in self.worker_ids:
             self.sched.add_worker(
-                f"g{i}", slots=profile.max_batch, kv_capacity_tokens=profile.kv_tokens, now=0.0
+                w, slots=profile.max_batch, kv_capacity_tokens=profile.kv_tokens, now=0.0
             )
+        # Per-call constants computed once: decode step time per batch size, the
+        # shared prompt's pool key and prefix hash per task class.
+        self._step_s = [profile.step_s(b) for b in range(profile.max_batch + 2)]
+        self._sys_key: dict[str, str] = {}
+        self._sys_hash: dict[str, int] = {}
         weights = shares or {}
         if weights:
             self.sched.update_shares(weights, 0.0)
         self.tick_s, self.sample_s = tick_s, sample_s
-        self._events: list[tuple[float, int, int, object]] = []
+        self._events: list[tuple[float, int, int, _Call | None]] = []
         self._seq = 0
         self._calls: dict[str, _Call] = {}
         self._next_arrival: dict[str, float] = {}  # workflow -> when its next call arrives
         self._left_blocks: dict[str, tuple[int, int]] = {}  # workflow -> (gpu, blocks) at leave
         self._wanted_on: dict[str, int] = {}  # workflow -> GPU whose pool keeps its context for it
         self._live: set[str] = set()
-        self._prompts: dict[str, list[int]] = {}
+        self._prompts: dict[str, tuple[list[int], tuple[int, int]]] = {}  # and prefix hashes
         self._gpus_of: dict[str, set[int]] = {}  # GPUs whose pools may hold a task's context
         self.records: list[CallRecord] = []
         self.tct: dict[str, float] = {}
@@ -173,21 +180,29 @@ class Simulation:
         import time as _time
 
         t0 = _time.perf_counter()
-        for task in self.tasks:
-            self._push(task.arrival_s, _ARRIVE, self._make_call(task, 0, task.arrival_s))
+        # First calls come from the sorted task list, merged with the heap, rather
+        # than all pushed up front: a heap of what is in flight, not of the whole
+        # trace. A first call goes before a heap event at the same time, as it
+        # would with the smaller sequence number of an up-front push.
+        tasks, n_tasks, next_task = self.tasks, len(self.tasks), 0
+        events, pop = self._events, heapq.heappop
         self._push(0.0, _TICK, None)
         now = 0.0
-        remaining = len(self.tasks)
+        remaining = n_tasks
         next_sample = 0.0
-        while self._events and remaining:
-            now, _, kind, obj = heapq.heappop(self._events)
+        while events and remaining:
+            if next_task < n_tasks and tasks[next_task].arrival_s <= events[0][0]:
+                task = tasks[next_task]
+                next_task += 1
+                now, kind, obj = task.arrival_s, _ARRIVE, self._make_call(task, 0, task.arrival_s)
+            else:
+                now, _, kind, obj = pop(events)
             self.events += 1
-            if kind == _ARRIVE:
-                assert isinstance(obj, _Call)
-                self._arrive(obj, now)
-            elif kind == _FINISH:
-                assert isinstance(obj, _Call)
-                remaining -= self._finish(obj, now)
+            if obj is not None:
+                if kind == _ARRIVE:
+                    self._arrive(obj, now)
+                else:
+                    remaining -= self._finish(obj, now)
             else:
                 self._apply(self.sched.tick(now), now)
                 if now >= next_sample:
@@ -208,16 +223,22 @@ class Simulation:
             now,
         )
 
-    def _push(self, at: float, kind: int, obj: object) -> None:
+    def _push(self, at: float, kind: int, obj: _Call | None) -> None:
         self._seq += 1
         heapq.heappush(self._events, (at, self._seq, kind, obj))
 
     # ------------------------------------------------------------------ calls
 
     def _make_call(self, task: Task, index: int, at: float) -> _Call:
-        prompts = self._prompts.get(task.task_id)
-        if prompts is None:
-            prompts = self._prompts[task.task_id] = task.prompt_tokens()
+        known = self._prompts.get(task.task_id)
+        if known is None:
+            # Two coarse "blocks" stand for the prompt's prefix: the shared system prompt
+            # and the workflow's own context (per-block hashes would cost O(context) per call).
+            known = self._prompts[task.task_id] = (
+                task.prompt_tokens(),
+                (self._class_hash(task.task_class), zlib.crc32(task.task_id.encode())),
+            )
+        prompts = known[0]
         step = task.steps[index]
         previous_context = (
             prompts[index - 1] + task.steps[index - 1].output_tokens - task.system_tokens
@@ -231,11 +252,9 @@ class Simulation:
 
     def _arrive(self, call: _Call, now: float) -> None:
         self._calls[call.call_id] = call
-        self._live.add(call.task.task_id)
-        # Two coarse "blocks" stand for the prompt's prefix: the shared system prompt
-        # and the workflow's own context (per-block hashes would cost O(context) per call).
         task = call.task
-        hashes = (zlib.crc32(task.task_class.encode()), zlib.crc32(task.task_id.encode()))
+        self._live.add(task.task_id)
+        hashes = self._prompts[task.task_id][1]
         spec = CallSpec(
             call.call_id,
             task.task_id,
@@ -258,7 +277,7 @@ class Simulation:
         for d in decisions:
             if isinstance(d, Dispatch):
                 call = self._calls[d.call_id]
-                call.gpu = int(d.worker_id[1:])
+                call.gpu = self._gpu_of_worker[d.worker_id]
                 gpu = self.gpus[call.gpu]
                 wanted_on = self._wanted_on.pop(call.task.task_id, call.gpu)
                 if wanted_on != call.gpu:  # moved (stolen): the old copy is no longer awaited
@@ -269,9 +288,10 @@ class Simulation:
                     if not gpu.blocked:
                         self._report(gpu, True, now)
             elif isinstance(d, Retain):
-                self.pools[int(d.worker_id[1:])].retain(d.workflow_id, d.until, d.reuse_score, now)
+                pool = self.pools[self._gpu_of_worker[d.worker_id]]
+                pool.retain(d.workflow_id, d.until, d.reuse_score, now)
             elif isinstance(d, Release):
-                self.pools[int(d.worker_id[1:])].release(d.workflow_id, now)
+                self.pools[self._gpu_of_worker[d.worker_id]].release(d.workflow_id, now)
 
     def _start(self, call: _Call, now: float) -> bool:
         task, block = call.task, self.block
@@ -281,7 +301,7 @@ class Simulation:
             call.keep // block,
             math.ceil(own / block),
             now,
-            shared_key=f"sys:{task.task_class}",
+            shared_key=self._shared_key(task.task_class),
             shared_blocks=task.system_tokens // block,
         )
         if adm is None:
@@ -301,7 +321,7 @@ class Simulation:
         prefill_start = max(now, gpu.prefill_free_at)
         gpu.prefill_free_at = prefill_start + self.profile.prefill_s(uncached)
         gpu.running += 1
-        step = self.profile.step_s(gpu.running)
+        step = self._step(gpu.running)
         call.first_token = gpu.prefill_free_at + step
         finish = call.first_token + step * max(0, call.out - 1)
         call.service_s = (gpu.prefill_free_at - prefill_start) + step * call.out
@@ -320,14 +340,14 @@ class Simulation:
             self._live.discard(task.task_id)
         else:
             self._next_arrival[task.task_id] = now + step.tool_s
-        pool.finish(task.task_id, now, shared_key=f"sys:{task.task_class}")
+        pool.finish(task.task_id, now, shared_key=self._shared_key(task.task_class))
         self.records.append(
             CallRecord(
                 task.task_id,
                 task.tenant,
                 call.arrived,
                 call.first_token - call.arrived,
-                self.profile.step_s(gpu.running + 1),
+                self._step(gpu.running + 1),
                 now,
                 call.prompt,
                 call.hit,
@@ -337,7 +357,7 @@ class Simulation:
         )
         outcome = CallOutcome(
             call.call_id,
-            f"g{call.gpu}",
+            self.worker_ids[call.gpu],
             now,
             call.prompt,
             call.hit,
@@ -369,7 +389,7 @@ class Simulation:
         gpu.blocked = blocked
         pool = self.pools[gpu.index]
         stats = WorkerStats(
-            f"g{gpu.index}",
+            self.worker_ids[gpu.index],
             pool.capacity,
             pool.pinned,
             pool.used - pool.pinned,
@@ -380,6 +400,23 @@ class Simulation:
             memory_blocked=blocked,
         )
         self._apply(self.sched.observe(stats, now), now)
+
+    def _step(self, batch: int) -> float:
+        table = self._step_s
+        return table[batch] if batch < len(table) else self.profile.step_s(batch)
+
+    def _shared_key(self, task_class: str) -> str:
+        """The pool key of a task class's shared system prompt."""
+        key = self._sys_key.get(task_class)
+        if key is None:
+            key = self._sys_key[task_class] = f"sys:{task_class}"
+        return key
+
+    def _class_hash(self, task_class: str) -> int:
+        h = self._sys_hash.get(task_class)
+        if h is None:
+            h = self._sys_hash[task_class] = zlib.crc32(task_class.encode())
+        return h
 
     def _next_use(self, key: str, now: float) -> float:
         """Belady's oracle: when this context is needed next (inf: never)."""
