@@ -358,15 +358,21 @@ class Scheduler:
 
     def _steal(self, stim: str) -> list[Decision]:
         decisions: list[Decision] = []
+        # The gain does not depend on the thief (an idle worker has no queue, so it
+        # is never a victim): when no queue is worth stealing from, no idle worker
+        # will steal; stop before even listing them, as most pumps do.
+        best = self._best_victim()
+        if best is None:
+            return decisions
         idle = [v for v in map(self.workers.__getitem__, self._free) if v.waiting == 0]
         for thief in sorted(idle, key=lambda v: v.order):
             while thief.free() > 0:
-                # The gain does not depend on the thief: when no queue is worth
-                # stealing from, no idle worker will steal; stop at once.
-                best = self._best_victim(thief)
                 if best is None:
-                    return decisions
+                    best = self._best_victim()
+                    if best is None:
+                        return decisions
                 gain, victim, group, w = best
+                best = None
                 self.queues[victim.worker_id].pop(group)
                 self._unwait(w.spec.call_id)
                 reason = ""
@@ -379,12 +385,12 @@ class Scheduler:
                 decisions += self._dispatch(w, thief, reason, stim)
         return decisions
 
-    def _best_victim(self, thief: WorkerView) -> tuple[float, WorkerView, str, Waiting] | None:
+    def _best_victim(self) -> tuple[float, WorkerView, str, Waiting] | None:
+        """The waiting call whose move saves the most time, over every queue (ties:
+        the first worker to register)."""
         best: tuple[float, WorkerView, str, Waiting] | None = None
-        for wid in sorted(self._backlogged, key=lambda w: self.workers[w].order):
+        for wid in self._backlogged:
             victim = self.workers[wid]
-            if victim is thief:
-                continue
             queue = self.queues[wid]
             picked = queue.best(self.ordering.rank)
             if picked is None:
@@ -393,7 +399,9 @@ class Scheduler:
             # costs recomputing its prefix here (its blocks stay with the victim).
             wait_s = len(queue) / victim.concurrency() * self.mean_service_s
             gain = wait_s - self.cost.recompute_s(picked[1].spec.prompt_tokens)
-            if gain > 0 and (best is None or gain > best[0]):
+            if gain > 0 and (
+                best is None or gain > best[0] or (gain == best[0] and victim.order < best[1].order)
+            ):
                 best = (gain, victim, picked[0], picked[1])
         return best
 
