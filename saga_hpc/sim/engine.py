@@ -190,6 +190,7 @@ class Simulation:
         now = 0.0
         remaining = n_tasks
         next_sample = 0.0
+        obj: _Call | None
         while events and remaining:
             if next_task < n_tasks and tasks[next_task].arrival_s <= events[0][0]:
                 task = tasks[next_task]
