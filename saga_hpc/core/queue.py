@@ -41,21 +41,17 @@ class GroupedQueue:
         self._dropped.add(call_id)
         self._size -= 1
 
-    def heads(self) -> Iterator[tuple[str, Waiting]]:
-        for group in list(self._groups):
-            head = self._front(group)
-            if head is not None:
-                yield group, head
-
-    def best(
-        self,
-        rank: Callable[[str, Waiting], tuple[float, int]],
-        allow: Callable[[Waiting], bool] | None = None,
-    ) -> tuple[str, Waiting] | None:
+    def best(self, rank: Callable[[str, Waiting], tuple[float, int]]) -> tuple[str, Waiting] | None:
+        """The group whose head ranks lowest, and that head; None when empty."""
+        if self._dropped:
+            self._skip_dropped()
+        groups = self._groups
+        if len(groups) == 1:  # nothing to rank (one group is all fcfs ever has)
+            for group, q in groups.items():
+                return group, q[0][2]
         best: tuple[tuple[float, int], str, Waiting] | None = None
-        for group, head in self.heads():
-            if allow is not None and not allow(head):
-                continue
+        for group, q in groups.items():
+            head = q[0][2]
             r = rank(group, head)
             if best is None or r < best[0]:
                 best = (r, group, head)
@@ -74,11 +70,11 @@ class GroupedQueue:
                 if w.spec.call_id not in self._dropped:
                     yield w
 
-    def _front(self, group: str) -> Waiting | None:
-        q = self._groups[group]
-        while q and q[0][2].spec.call_id in self._dropped:
-            self._dropped.discard(heapq.heappop(q)[2].spec.call_id)
-        if not q:
-            del self._groups[group]
-            return None
-        return q[0][2]
+    def _skip_dropped(self) -> None:
+        """Take dropped calls off the fronts, so every group's head is a live call."""
+        for group in list(self._groups):
+            q = self._groups[group]
+            while q and q[0][2].spec.call_id in self._dropped:
+                self._dropped.discard(heapq.heappop(q)[2].spec.call_id)
+            if not q:
+                del self._groups[group]

@@ -345,7 +345,7 @@ class Scheduler:
         for wid in sorted(ready, key=lambda w: self.workers[w].order):
             view = self.workers[wid]
             queue = self.queues[wid]
-            while view.free() > 0 and len(queue) > 0:
+            while view.free() > 0:
                 picked = queue.best(self.ordering.rank)
                 if picked is None:
                     break
