@@ -67,7 +67,12 @@ class KVPool:
         self.entries: dict[str, _Entry] = {}
         self.used = 0  # blocks held by entries (running or cached)
         self.pinned = 0  # blocks of entries with running calls
-        self._heap: list[tuple[tuple[float, float], int, str]] = []
+        # (rank, tie, version, key): the rank's two parts flat in the slot, so heap
+        # comparisons do not descend into a nested tuple.
+        self._heap: list[tuple[float, float, int, str]] = []
+        self._rank: Callable[[_Entry, float], tuple[float, float]] = getattr(
+            self, f"_rank_{policy}"
+        )
         self._expiries: list[tuple[float, str]] = []  # (hint until, key): re-rank when it lapses
         self.evicted_blocks = 0
         self.dead_blocks = 0  # cached blocks of ended workflows (memory not doing useful work)
@@ -203,30 +208,40 @@ class KVPool:
             e.version += 1  # its heap slot is stale now
         e.refs += 1
 
-    def _priority(self, e: _Entry, now: float) -> tuple[float, float]:
+    # Eviction rank per policy (lowest evicted first); a waiting call's context last.
+
+    def _rank_lru(self, e: _Entry, now: float) -> tuple[float, float]:
+        return (9.0 if e.wanted else 0.0, e.last_use)
+
+    def _rank_ttl(self, e: _Entry, now: float) -> tuple[float, float]:
         if e.wanted:
             return (9.0, e.last_use)
-        if self.policy == "lru":
+        return (1.0 if e.retain_until > now or e.shared else 0.0, e.last_use)
+
+    def _rank_aeg(self, e: _Entry, now: float) -> tuple[float, float]:
+        if e.wanted:
+            return (9.0, e.last_use)
+        if e.shared:  # every workflow of the agent reuses it: the highest reuse there is
+            return (2.0, float("inf"))
+        if e.released:
             return (0.0, e.last_use)
-        if self.policy == "ttl":
-            return (1.0 if e.retain_until > now or e.shared else 0.0, e.last_use)
-        if self.policy == "aeg":
-            if e.shared:  # every workflow of the agent reuses it: the highest reuse there is
-                return (2.0, float("inf"))
-            if e.released:
-                return (0.0, e.last_use)
-            if e.retain_until > now:
-                return (2.0, e.score)
-            return (1.0, e.last_use)
+        if e.retain_until > now:
+            return (2.0, e.score)
+        return (1.0, e.last_use)
+
+    def _rank_belady(self, e: _Entry, now: float) -> tuple[float, float]:
+        if e.wanted:
+            return (9.0, e.last_use)
         assert self.next_use is not None
         return (-self.next_use(e.key, now), 0.0)
 
     def _push(self, e: _Entry, now: float) -> None:
         e.version += 1
-        heapq.heappush(self._heap, (self._priority(e, now), e.version, e.key))
+        rank, tie = self._rank(e, now)
+        heapq.heappush(self._heap, (rank, tie, e.version, e.key))
 
     def _make_room(self, blocks: int, exclude: tuple[str | None, ...], now: float) -> bool:
-        if blocks <= self.free:
+        if blocks <= self.capacity - self.used:
             return True
         while self._expiries and self._expiries[0][0] <= now:  # lapsed hints: ordinary again
             until, key = heapq.heappop(self._expiries)
@@ -235,32 +250,34 @@ class KVPool:
                 self._push(e, now)
         if blocks > self.capacity - self.pinned:
             return False
-        skipped: list[tuple[tuple[float, float], int, str]] = []
-        while self.free < blocks and self._heap:
-            prio, version, key = heapq.heappop(self._heap)
-            e = self.entries.get(key)
+        skipped: list[tuple[float, float, int, str]] = []
+        heap, entries = self._heap, self.entries
+        while self.capacity - self.used < blocks and heap:
+            slot = heapq.heappop(heap)
+            rank, tie, version, key = slot
+            e = entries.get(key)
             if e is None or e.version != version or e.refs > 0:
                 continue  # stale slot
             if key in exclude:
-                skipped.append((prio, version, key))
+                skipped.append(slot)
                 continue
-            current = self._priority(e, now)
-            if current != prio:  # a hint lapsed since it was ranked: rank it again
-                heapq.heappush(self._heap, (current, version, key))
+            current = self._rank(e, now)
+            if current[0] != rank or current[1] != tie:  # a hint lapsed since: rank it again
+                heapq.heappush(heap, (current[0], current[1], version, key))
                 continue
-            take = min(e.blocks, blocks - self.free)
+            take = min(e.blocks, blocks - (self.capacity - self.used))
             e.blocks -= take  # from the tail: leaves first
             self.used -= take
             if e.dead:
                 self.dead_blocks -= take
             self.evicted_blocks += take
             if e.blocks == 0:
-                del self.entries[key]
+                del entries[key]
             else:
-                heapq.heappush(self._heap, (prio, version, key))
+                heapq.heappush(heap, slot)
         for item in skipped:
-            heapq.heappush(self._heap, item)
-        return self.free >= blocks
+            heapq.heappush(heap, item)
+        return self.capacity - self.used >= blocks
 
 
 POLICIES = ("lru", "ttl", "aeg", "belady")
