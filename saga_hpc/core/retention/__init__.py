@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import TypeVar
 
 from saga_hpc.core.types import CallOutcome, CallSpec, Decision, Release, Retain
 
@@ -64,6 +65,11 @@ class Counts:
         return (self.returns + 1) / (self.abandons + 1)
 
 
+_K = TypeVar("_K")
+_UNSEEN_TOOL = ToolStats()  # read-only defaults: lookups of unseen keys build nothing
+_NO_COUNTS = Counts()
+
+
 class AegPredictor:
     """P(return) and return time per (task class, tool), with a prior for unseen tools.
 
@@ -80,7 +86,16 @@ class AegPredictor:
         self.classes: dict[str, Counts] = {}
 
     def _get(self, task_class: str, tool: str) -> ToolStats:
-        return self.stats.setdefault((task_class, tool), ToolStats())
+        s = self.stats.get((task_class, tool))
+        if s is None:
+            s = self.stats[(task_class, tool)] = ToolStats()
+        return s
+
+    def _count(self, table: dict[_K, Counts], key: _K) -> Counts:
+        c = table.get(key)
+        if c is None:
+            c = table[key] = Counts()
+        return c
 
     def expected_gap_s(self, task_class: str, tool: str) -> float:
         s = self.stats.get((task_class, tool))
@@ -95,12 +110,12 @@ class AegPredictor:
 
     def p_return(self, task_class: str, tool: str, position: int | None = None) -> float:
         s = self.stats.get((task_class, tool))
-        p_tool = ToolStats().p_return() if s is None else s.p_return()
+        p_tool = (_UNSEEN_TOOL if s is None else s).p_return()
         if position is None:
             return p_tool
         odds = p_tool / (1 - p_tool)
-        at = self.positions.get((task_class, position_bucket(position)), Counts())
-        odds *= at.odds() / self.classes.get(task_class, Counts()).odds()
+        at = self.positions.get((task_class, position_bucket(position)), _NO_COUNTS)
+        odds *= at.odds() / self.classes.get(task_class, _NO_COUNTS).odds()
         return odds / (1 + odds)
 
     def observe_return(
@@ -108,18 +123,14 @@ class AegPredictor:
     ) -> None:
         self._get(task_class, tool).observe_return(gap_s)
         if position is not None:
-            self.positions.setdefault(
-                (task_class, position_bucket(position)), Counts()
-            ).returns += 1
-            self.classes.setdefault(task_class, Counts()).returns += 1
+            self._count(self.positions, (task_class, position_bucket(position))).returns += 1
+            self._count(self.classes, task_class).returns += 1
 
     def observe_abandon(self, task_class: str, tool: str, position: int | None = None) -> None:
         self._get(task_class, tool).abandons += 1
         if position is not None:
-            self.positions.setdefault(
-                (task_class, position_bucket(position)), Counts()
-            ).abandons += 1
-            self.classes.setdefault(task_class, Counts()).abandons += 1
+            self._count(self.positions, (task_class, position_bucket(position))).abandons += 1
+            self._count(self.classes, task_class).abandons += 1
 
 
 class Retention:
