@@ -12,7 +12,6 @@ workflows or calls, so the simulator can push millions of events through it.
 
 from __future__ import annotations
 
-import heapq
 from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -102,7 +101,10 @@ class Scheduler:
         # call id -> (spec, worker, arrival seq): a re-queued call keeps its place in line
         self.running: dict[str, tuple[CallSpec, str, int]] = {}
         self.flows: dict[str, _Flow] = {}
-        self._away: list[tuple[float, str, float]] = []  # (abandon at, workflow, left_at)
+        # (abandon at, workflow, left_at), in order: every entry is `now` plus the same
+        # delay, so a FIFO is already sorted (were the driver's clock to step back, an
+        # entry would wait behind earlier ones, late by at most the step).
+        self._away: deque[tuple[float, str, float]] = deque()
         self._seq = 0
         self._registered = 0
         self.mean_service_s = 1.0  # EWMA of observed call service, for steal decisions
@@ -223,7 +225,7 @@ class Scheduler:
             else:
                 flow.away_tool = outcome.next_tool or "unknown"
                 flow.left_at = now
-                heapq.heappush(self._away, (now + self.abandon_after_s, spec.workflow_id, now))
+                self._away.append((now + self.abandon_after_s, spec.workflow_id, now))
                 for d in decisions:
                     if isinstance(d, Retain):
                         flow.retained_on, flow.retain_until = d.worker_id, d.until
@@ -270,7 +272,7 @@ class Scheduler:
         as ordinary LRU candidates, so lapsing needs no decision)."""
         decisions: list[Decision] = []
         while self._away and self._away[0][0] <= now:
-            _, wf, left_at = heapq.heappop(self._away)
+            _, wf, left_at = self._away.popleft()
             flow = self.flows.get(wf)
             if flow is not None and flow.away_tool is not None and flow.left_at == left_at:
                 self.retention.on_abandon(flow.task_class, flow.away_tool, flow.calls)
