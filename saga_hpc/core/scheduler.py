@@ -90,6 +90,7 @@ class Scheduler:
         self.cost = cost or CostModel()
         self.abandon_after_s = abandon_after_s
         self.workers: dict[str, WorkerView] = {}
+        self._views: list[WorkerView] = []  # workers.values() for the router, kept, not rebuilt
         self.stats: dict[str, WorkerStats] = {}
         self.queues: dict[str, GroupedQueue] = {}
         self.unrouted: list[Waiting] = []  # arrived while no worker was alive
@@ -131,6 +132,7 @@ class Scheduler:
         self.workers[worker_id] = WorkerView(
             worker_id, max(1, slots), kv_capacity_tokens, order=self._registered
         )
+        self._views = list(self.workers.values())
         self.queues.setdefault(worker_id, GroupedQueue())
         self.router.add_worker(self.workers[worker_id])
         self._free.add(worker_id)
@@ -145,6 +147,7 @@ class Scheduler:
         view = self.workers.pop(worker_id, None)
         if view is None:
             return []
+        self._views = list(self.workers.values())
         self._backlogged.discard(worker_id)
         self._free.discard(worker_id)
         self._dirty.discard(worker_id)
@@ -309,7 +312,7 @@ class Scheduler:
         flow = self.flows.get(w.spec.workflow_id)
         previous = flow.last_worker if flow is not None else None
         target, w.reason = self.router.route(
-            w.spec, previous if previous in self.workers else None, list(self.workers.values())
+            w.spec, previous if previous in self.workers else None, self._views
         )
         group = self.ordering.group(w.spec)
         self.ordering.on_enqueue(w.spec, self.backlog)
