@@ -70,7 +70,7 @@ class _Gpu:
     blocked: bool = False  # told the core it is out of memory
 
 
-@dataclass
+@dataclass(slots=True)
 class CallRecord:
     task_id: str
     tenant: str
@@ -152,6 +152,7 @@ class Simulation:
         # Per-call constants computed once: decode step time per batch size, the
         # shared prompt's pool key and prefix hash per task class.
         self._step_s = [profile.step_s(b) for b in range(profile.max_batch + 2)]
+        self._prefill_rate = profile.prefill_tokens_per_s
         self._sys_key: dict[str, str] = {}
         self._sys_hash: dict[str, int] = {}
         weights = shares or {}
@@ -320,9 +321,9 @@ class Simulation:
                 self.recomputed += (wanted - adm.own_hit_blocks) * block
         uncached = call.prompt - call.hit
         prefill_start = max(now, gpu.prefill_free_at)
-        gpu.prefill_free_at = prefill_start + self.profile.prefill_s(uncached)
+        gpu.prefill_free_at = prefill_start + uncached / self._prefill_rate
         gpu.running += 1
-        step = self._step(gpu.running)
+        step = self._step_s[gpu.running]  # running <= max_batch: the core's slots
         call.first_token = gpu.prefill_free_at + step
         finish = call.first_token + step * max(0, call.out - 1)
         call.service_s = (gpu.prefill_free_at - prefill_start) + step * call.out
@@ -348,7 +349,7 @@ class Simulation:
                 task.tenant,
                 call.arrived,
                 call.first_token - call.arrived,
-                self._step(gpu.running + 1),
+                self._step_s[gpu.running + 1],
                 now,
                 call.prompt,
                 call.hit,
@@ -401,10 +402,6 @@ class Simulation:
             memory_blocked=blocked,
         )
         self._apply(self.sched.observe(stats, now), now)
-
-    def _step(self, batch: int) -> float:
-        table = self._step_s
-        return table[batch] if batch < len(table) else self.profile.step_s(batch)
 
     def _shared_key(self, task_class: str) -> str:
         """The pool key of a task class's shared system prompt."""
