@@ -24,13 +24,15 @@ from saga_hpc.api.errors import ApiError, on_api_error, on_http_error, on_valida
 from saga_hpc.api.limits import SizeLimits, arrived_at
 from saga_hpc.api.schemas import ChatCompletionRequest, CompletionRequest
 from saga_hpc.api.workflow import WorkflowGate, read_fields
-from saga_hpc.head.prompts import PromptBuilder, PromptError, prefix_hashes
+from saga_hpc.head.prompts import PromptBuilder, PromptError, TooMuchNew, prefix_hashes
 from saga_hpc.head.service import HeadService
 from saga_hpc.protocol import Done
 from saga_hpc.store.store import Store
 
 MAX_BODY_BYTES = 16 * 1024 * 1024
 MAX_HEADER_BYTES = 32 * 1024
+# New prompt text the event loop encodes itself (~0.1-0.5 ms); more goes to a thread.
+INLINE_NEW_CHARS = 2048
 
 
 @dataclass
@@ -75,9 +77,14 @@ def create_app(
             )
         wf = read_fields({k.lower(): v for k, v in request.headers.items()}, body.metadata)
         try:
-            # In a thread: tokenizing is most of a call's work on the head and
-            # releases the GIL, so the event loop serves other calls meanwhile.
-            ids, max_tokens = await asyncio.to_thread(_tokenize, body)
+            try:
+                # Here when little of the prompt is new (an agent's next turn):
+                # the hop to a thread would cost more than the encoding.
+                ids, max_tokens = _tokenize(body, INLINE_NEW_CHARS)
+            except TooMuchNew:
+                # In a thread: encoding releases the GIL, so the event loop
+                # serves other calls meanwhile.
+                ids, max_tokens = await asyncio.to_thread(_tokenize, body, None)
         except PromptError as exc:
             raise ApiError(400, str(exc), param="messages" if kind == "chat" else "prompt") from exc
         if not head.registry.alive():
@@ -126,10 +133,16 @@ def create_app(
             headers["X-Saga-Cached-Tokens"] = str(first.cached_tokens)
         return StreamingResponse(run.chunks(first), media_type="text/event-stream", headers=headers)
 
-    def _tokenize(body: ChatCompletionRequest | CompletionRequest) -> tuple[list[int], int]:
-        """The prompt's token ids and the output budget (PromptError if unservable)."""
+    def _tokenize(
+        body: ChatCompletionRequest | CompletionRequest, new_chars: int | None
+    ) -> tuple[list[int], int]:
+        """The prompt's token ids and the output budget (PromptError if unservable;
+        TooMuchNew if more than `new_chars` characters need encoding)."""
         if isinstance(body, ChatCompletionRequest):
-            ids = prompts.chat([{"role": m.role, "content": m.text()} for m in body.messages])
+            messages = [{"role": m.role, "content": m.text()} for m in body.messages]
+            ids = prompts.chat(messages, new_chars)
+        elif new_chars is not None and isinstance(body.prompt, str):
+            raise TooMuchNew  # plain prompts are not cached piecewise
         elif isinstance(body.prompt, str):
             ids = prompts.text(body.prompt)
         else:

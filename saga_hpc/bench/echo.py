@@ -47,7 +47,8 @@ class EchoWorker:
         delay_s: float = 0.0,
         block_size: int = 32,
         stream_every: int = 1,
-        seen_blocks: set[tuple[str, tuple[int, ...]]] | None = None,
+        kv_tokens: int = 65536,
+        seen_blocks: set[tuple[str, int]] | None = None,
     ) -> None:
         self.endpoint = endpoint
         self.worker_id = worker_id
@@ -55,6 +56,7 @@ class EchoWorker:
         self.delay_s = delay_s
         self.block_size = block_size
         self.stream_every = stream_every
+        self.kv_tokens = kv_tokens  # KV capacity it reports: the core plans with it
         # Pass one set to several workers to emulate a cache they all share.
         self.seen_blocks = seen_blocks if seen_blocks is not None else set()
         self.served = 0  # calls answered
@@ -78,7 +80,7 @@ class EchoWorker:
                     pid=os.getpid(),
                     model="tiny",
                     slots=self.slots,
-                    kv_capacity_tokens=65536,
+                    kv_capacity_tokens=self.kv_tokens,
                     block_size=self.block_size,
                     engine_start_s=0.0,
                 )
@@ -115,14 +117,18 @@ class EchoWorker:
             task.cancel()
 
     def _cached(self, msg: Submit) -> int:
+        """Tokens of the longest prefix seen before under the same salt. Blocks are
+        keyed by a chained hash (as vLLM's are), so memory stays per block, not
+        per prefix length, over a long load run."""
         ids = msg.prompt_token_ids
         cached = 0
-        blocks = len(ids) // self.block_size
-        for b in range(blocks):
-            key = (msg.cache_salt, tuple(ids[: (b + 1) * self.block_size]))
-            if key in self.seen_blocks:
+        key: object = msg.cache_salt
+        for b in range(len(ids) // self.block_size):
+            block = tuple(ids[b * self.block_size : (b + 1) * self.block_size])
+            key = hash((key, block))
+            if (msg.cache_salt, key) in self.seen_blocks:
                 cached = (b + 1) * self.block_size
-            self.seen_blocks.add(key)
+            self.seen_blocks.add((msg.cache_salt, key))
         return cached
 
     async def _serve(self, msg: Submit) -> None:
@@ -162,7 +168,7 @@ class EchoWorker:
                             worker_id=self.worker_id,
                             running=len(self.tasks),
                             waiting=0,
-                            kv_blocks_total=2048,
+                            kv_blocks_total=self.kv_tokens // self.block_size,
                             kv_blocks_used=0,
                             kv_blocks_cached=0,
                             prefix_query_tokens=0,
@@ -182,6 +188,7 @@ async def _serve_until_orphaned(args: argparse.Namespace) -> None:
             slots=args.slots,
             delay_s=args.delay,
             stream_every=args.stream_every,
+            kv_tokens=args.kv_tokens,
         )
         for i in range(args.workers)
     ]
@@ -200,6 +207,7 @@ def main() -> None:
     p.add_argument("--slots", type=int, default=256, help="concurrent calls per worker")
     p.add_argument("--delay", type=float, default=0.0, help="seconds per output token")
     p.add_argument("--stream-every", type=int, default=1, help="tokens per Tokens frame")
+    p.add_argument("--kv-tokens", type=int, default=65536, help="KV capacity per worker")
     args = p.parse_args()
     uvloop.run(_serve_until_orphaned(args))
 

@@ -28,6 +28,7 @@ def main() -> None:
     p.add_argument("--slots", type=int, default=256, help="concurrent calls per worker")
     p.add_argument("--delay", type=float, default=0.0, help="seconds per output token")
     p.add_argument("--stream-every", type=int, default=1, help="tokens per Tokens frame")
+    p.add_argument("--kv-tokens", type=int, default=65536, help="KV capacity per worker")
     p.add_argument("--system", default="saga")
     args = p.parse_args()
     opts = ServeOptions(
@@ -52,6 +53,7 @@ def main() -> None:
         cmd = [sys.executable, "-m", "saga_hpc.bench.echo", endpoint]
         cmd += ["--workers", str(args.workers), "--slots", str(args.slots)]
         cmd += ["--delay", str(args.delay), "--stream-every", str(args.stream_every)]
+        cmd += ["--kv-tokens", str(args.kv_tokens)]
         children.append(subprocess.Popen(cmd))
 
     try:

@@ -42,6 +42,7 @@ class EchoHeadOptions:
     stream_every: int = 1
     delay_s: float = 0.0
     port: int = 0
+    kv_tokens: int = 65536  # per worker; the core queues calls whose KV would not fit
 
 
 class EchoHead:
@@ -61,6 +62,7 @@ class EchoHead:
         cmd += ["--model", o.model_dir, "--endpoint-file", str(self.endpoint_file)]
         cmd += ["--port", str(o.port), "--workers", str(o.workers), "--slots", str(o.slots)]
         cmd += ["--stream-every", str(o.stream_every), "--delay", str(o.delay_s)]
+        cmd += ["--kv-tokens", str(o.kv_tokens)]
         with self.log.open("ab") as out:
             self.proc = subprocess.Popen(
                 cmd, stdout=out, stderr=subprocess.STDOUT, start_new_session=True

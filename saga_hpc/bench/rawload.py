@@ -150,14 +150,17 @@ async def _agent(
         await asyncio.sleep(tools.uniform(0.0, spec.tool_s))  # agents start spread out
         while budget[0] > 0 and time.monotonic() < deadline:
             workflow = f"{spec.tag}-{index}-{round_}"
-            history = "system prompt of the load agent " * 8
+            # As agents send it: the whole conversation each turn, one message more
+            # (the tool's output) after the model's last answer.
+            messages = [{"role": "system", "content": "system prompt of the load agent " * 8}]
             for turn in range(spec.turns):
                 if turn and spec.tool_s:
                     await asyncio.sleep(tools.uniform(0.5, 1.5) * spec.tool_s)
                 if budget[0] <= 0 or time.monotonic() >= deadline:
                     return
                 budget[0] -= 1
-                history += f" turn {turn} " + "observation " * spec.prompt_words
+                observation = f"{workflow} turn {turn} " + "observation " * spec.prompt_words
+                messages.append({"role": "user", "content": observation})
                 headers = {
                     "Authorization": f"Bearer {key}",
                     "X-Saga-Workflow": workflow,
@@ -171,12 +174,13 @@ async def _agent(
                     "model": "tiny",
                     "max_tokens": spec.max_tokens,
                     "ignore_eos": True,
-                    "messages": [{"role": "user", "content": history}],
+                    "messages": messages,
                 }
                 done = await _call(conn, spec, headers, json.dumps(body).encode(), result)
                 if done is None:
                     break  # this workflow cannot go on; start the next one
-                call_id, usage, latency = done
+                call_id, usage, latency, answer = done
+                messages.append({"role": "assistant", "content": answer})
                 result.completed.append(
                     Completed(
                         call_id=call_id,
@@ -195,7 +199,7 @@ async def _agent(
 
 async def _call(
     conn: _Conn, spec: RawLoadSpec, headers: dict[str, str], body: bytes, result: RawLoadResult
-) -> tuple[str, dict[str, Any], float] | None:
+) -> tuple[str, dict[str, Any], float, str] | None:
     give_up = time.monotonic() + spec.retry_s
     while True:
         t = time.monotonic()
@@ -205,7 +209,8 @@ async def _call(
             status, payload = 0, str(exc).encode()
         if status == 200:
             doc = json.loads(payload)
-            return doc["id"], doc["usage"], time.monotonic() - t
+            answer = str(doc["choices"][0]["message"]["content"])
+            return doc["id"], doc["usage"], time.monotonic() - t, answer
         if status not in (0, 503, 409) or time.monotonic() > give_up:
             result.error(str(status) if status else payload.decode())
             return None

@@ -37,6 +37,13 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "--stream-every", type=int, default=4, help="tokens per worker Tokens frame (default 4)"
     )
     p.add_argument("--workers", type=int, default=2, help="echo workers (default 2)")
+    p.add_argument(
+        "--kv-tokens",
+        type=int,
+        default=8_000_000,
+        help="KV capacity each echo worker reports (default 8000000: the head, not "
+        "memory, is measured)",
+    )
     p.add_argument("--deadline", type=float, default=300.0, help="seconds at most (default 300)")
     p.add_argument("--json", type=Path, help="also write the result here")
     p.set_defaults(func=_bench_head)
@@ -48,7 +55,7 @@ def _bench_head(args: argparse.Namespace) -> int:
     from saga_hpc.cli._store import open_store
 
     counts = (args.workflows, args.calls, args.turns, args.max_tokens, args.workers)
-    if min(counts) < 1 or args.stream_every < 1 or args.deadline <= 0:
+    if min(*counts, args.kv_tokens) < 1 or args.stream_every < 1 or args.deadline <= 0:
         raise UsageError(
             "--workflows, --calls, --turns, --max-tokens, --workers, --stream-every "
             "and --deadline must be positive"
@@ -71,6 +78,7 @@ def _bench_head(args: argparse.Namespace) -> int:
         slots=max(64, 2 * args.workflows // args.workers),
         stream_every=args.stream_every,
         delay_s=args.token_seconds,
+        kv_tokens=args.kv_tokens,
     )
     spec = RawLoadSpec(
         base_url="",

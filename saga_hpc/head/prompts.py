@@ -10,7 +10,10 @@ as vLLM never shares blocks across salts.
 from __future__ import annotations
 
 import hashlib
+import re
+import threading
 from array import array
+from collections import OrderedDict
 from collections.abc import Sequence
 from typing import Any
 
@@ -19,6 +22,10 @@ from saga_hpc.errors import UsageError
 
 class PromptError(ValueError):
     """The request's prompt cannot be served (too long, empty, not tokenizable)."""
+
+
+class TooMuchNew(Exception):
+    """More of the prompt is new than the caller wants to encode where it is."""
 
 
 class PromptBuilder:
@@ -35,8 +42,12 @@ class PromptBuilder:
         # fifth of the time, and the backend's encode_batch releases the GIL, so
         # the head tokenizes in threads while its event loop goes on.
         self._rust: Any = self.tokenizer.backend_tokenizer if self.tokenizer.is_fast else None
+        self._pieces = PieceCache.for_tokenizer(self._rust) if self._rust is not None else None
 
-    def chat(self, messages: list[dict[str, Any]]) -> list[int]:
+    def chat(self, messages: list[dict[str, Any]], new_chars: int | None = None) -> list[int]:
+        """The prompt's token ids. With `new_chars`, only if at most that many
+        characters are not in the piece cache (else `TooMuchNew`): a caller on the
+        event loop encodes small news itself and hands big ones to a thread."""
         if not messages:
             raise PromptError("'messages' must hold at least one message")
         try:
@@ -45,10 +56,16 @@ class PromptBuilder:
             )
         except Exception as exc:  # jinja errors for shapes the template does not know
             raise PromptError(f"the model's chat template rejected the messages: {exc}") from exc
+        if new_chars is not None and (
+            self._pieces is None or self._pieces.uncached_chars(rendered) > new_chars
+        ):
+            raise TooMuchNew
         # The template writes the special tokens itself (as transformers does).
         return self._encode(rendered, add_special_tokens=False)
 
     def _encode(self, text: str, add_special_tokens: bool) -> list[int]:
+        if self._pieces is not None and not add_special_tokens:
+            return self._pieces.encode(text)
         if self._rust is not None:
             batch = self._rust.encode_batch([text], add_special_tokens=add_special_tokens)
             ids: list[int] = batch[0].ids
@@ -86,6 +103,70 @@ class PromptBuilder:
                 f"of {self.max_model_len} tokens"
             )
         return requested
+
+
+class PieceCache:
+    """Token ids of a rendered chat, reusing the ids of pieces seen before.
+
+    An agent resends its whole conversation every turn. The tokenizer cuts the
+    text at added tokens (`</s>`, `<|im_end|>`) before anything else and encodes
+    each piece on its own, so the ids of a piece do not depend on its
+    neighbours: a conversation's earlier messages, cut at those same tokens,
+    are looked up instead of encoded again. Used only when the cut is exactly
+    the tokenizer's, i.e. no added token strips or matches whole words only.
+    """
+
+    def __init__(self, rust: Any, added: dict[str, int], max_tokens: int = 4_000_000) -> None:
+        self._rust = rust
+        self._added = added
+        # Longest first: the tokenizer matches the longest added token at a position.
+        alternatives = sorted(added, key=len, reverse=True)
+        self._cut = re.compile("(" + "|".join(map(re.escape, alternatives)) + ")")
+        self._ids: OrderedDict[str, array[int]] = OrderedDict()  # least recently used first
+        self._tokens = 0
+        self._max_tokens = max_tokens
+        self._lock = threading.Lock()  # encode runs in several threads at once
+
+    @classmethod
+    def for_tokenizer(cls, rust: Any) -> PieceCache | None:
+        tokens = rust.get_added_tokens_decoder()
+        if not tokens or any(t.lstrip or t.rstrip or t.single_word for t in tokens.values()):
+            return None
+        if rust.normalizer is not None and any(t.normalized for t in tokens.values()):
+            return None
+        return cls(rust, {t.content: i for i, t in tokens.items()})
+
+    def encode(self, text: str) -> list[int]:
+        ids: list[int] = []
+        for piece in self._cut.split(text):
+            if not piece:
+                continue
+            added = self._added.get(piece)
+            if added is not None:
+                ids.append(added)
+            else:
+                ids.extend(self._piece(piece))
+        return ids
+
+    def uncached_chars(self, text: str) -> int:
+        return sum(len(p) for p in self._cut.split(text) if p not in self._ids)
+
+    def _piece(self, piece: str) -> array[int]:
+        with self._lock:
+            cached = self._ids.get(piece)
+            if cached is not None:
+                self._ids.move_to_end(piece)
+                return cached
+        # Outside the lock: the Rust encoder releases the GIL, other threads go on.
+        ids = array("I", self._rust.encode(piece, add_special_tokens=False).ids)
+        with self._lock:
+            if piece not in self._ids:
+                self._ids[piece] = ids
+                self._tokens += len(ids)
+            while self._tokens > self._max_tokens:
+                _, old = self._ids.popitem(last=False)
+                self._tokens -= len(old)
+        return ids
 
 
 def prefix_hashes(token_ids: Sequence[int], block_size: int, salt: str) -> tuple[int, ...]:

@@ -123,7 +123,7 @@ class HeadService:
             return
         worker = self.registry.get(ctx.worker_id) if ctx.worker_id else None
         if worker is not None and worker.alive:
-            self._spawn(self._send(worker.identity, Cancel(call_id=ctx.call_id)))
+            self._post(worker.identity, Cancel(call_id=ctx.call_id))
         self._apply(self.scheduler.fail(ctx.call_id, time.time()))
 
     async def _finish(self, ctx: CallContext, done: Done) -> None:
@@ -197,7 +197,7 @@ class HeadService:
         for worker_id, msg in hints.items():
             worker = self.registry.get(worker_id)
             if worker is not None and worker.alive:
-                self._spawn(self._send(worker.identity, msg))
+                self._post(worker.identity, msg)
 
     def _dispatch(self, d: Dispatch, now: float) -> None:
         ctx = self.calls.get(d.call_id)
@@ -210,9 +210,7 @@ class HeadService:
         ctx.attempts += 1
         ctx.worker_id = d.worker_id
         ctx.dispatched_at = now
-        self._spawn(
-            self._send(worker.identity, dataclasses.replace(ctx.submit, priority=d.priority))
-        )
+        self._post(worker.identity, dataclasses.replace(ctx.submit, priority=d.priority))
 
     # -------------------------------------------------------------- workers
 
@@ -231,7 +229,7 @@ class HeadService:
         match msg:
             case Register():
                 self.registry.register(msg, identity, now)
-                self._spawn(self._send(identity, Welcome(msg.worker_id, self.settings.heartbeat_s)))
+                self._post(identity, Welcome(msg.worker_id, self.settings.heartbeat_s))
                 cap = msg.kv_capacity_tokens
                 self._apply(
                     self.scheduler.add_worker(
@@ -253,7 +251,8 @@ class HeadService:
                 ctx = self.calls.get(msg.call_id)
                 if ctx is not None:
                     ctx.streamed_tokens = msg.output_tokens
-                    ctx.events.put_nowait(msg)
+                    if ctx.stream:  # a whole answer waits for Done only: no wake-up per frame
+                        ctx.events.put_nowait(msg)
             case Done():
                 ctx = self.calls.pop(msg.call_id, None)
                 if ctx is not None:
@@ -312,6 +311,16 @@ class HeadService:
         except zmq.ZMQError as exc:  # worker gone (ROUTER_MANDATORY): the monitor handles it
             log.warning("send %s failed: %s", type(msg).__name__, exc)
 
+    def _post(self, identity: bytes, msg: Message) -> None:
+        """Send without a task per message: the socket sends at once when it can
+        (it nearly always can) and hands back a finished future."""
+        try:
+            sent = asyncio.ensure_future(self.router.send_multipart([identity, encode(msg)]))
+        except zmq.ZMQError as exc:
+            log.warning("send %s failed: %s", type(msg).__name__, exc)
+            return
+        sent.add_done_callback(_log_send_failure)
+
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
         # The loop keeps only weak references to tasks: hold them until done.
         task = asyncio.ensure_future(coro)
@@ -322,6 +331,12 @@ class HeadService:
         self._background.discard(task)
         if not task.cancelled() and task.exception() is not None:
             log.error("background task failed", exc_info=task.exception())
+
+
+def _log_send_failure(sent: asyncio.Future[Any]) -> None:
+    # A worker gone (ROUTER_MANDATORY): the heartbeat monitor handles it.
+    if not sent.cancelled() and sent.exception() is not None:
+        log.warning("send failed: %s", sent.exception())
 
 
 def _stats(hb: Heartbeat) -> WorkerStats:

@@ -1,0 +1,69 @@
+"""The piece cache gives exactly the tokenizer's ids for any chat, cached or not."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from saga_hpc.head.prompts import PieceCache, PromptBuilder
+
+# Text that can hold the template's own markers and added tokens mid-message.
+TEXT = st.lists(
+    st.sampled_from([*"ab c\n\t.é😀<>|/s", "</s>", "<s>", "<pad>", "<|user|>", "  "]),
+    max_size=60,
+).map("".join)
+MESSAGES = st.lists(
+    st.tuples(st.sampled_from(["system", "user", "assistant"]), TEXT), min_size=1, max_size=6
+)
+
+
+@pytest.fixture(scope="module")
+def prompts(tiny_model: Path) -> PromptBuilder:
+    return PromptBuilder(str(tiny_model), 4096)
+
+
+def full_encode(prompts: PromptBuilder, messages: list[dict[str, str]]) -> list[int]:
+    rendered = prompts.tokenizer.apply_chat_template(
+        messages, tokenize=False, add_generation_prompt=True
+    )
+    return list(prompts.tokenizer.backend_tokenizer.encode(rendered, add_special_tokens=False).ids)
+
+
+def test_tiny_tokenizer_uses_the_cache(prompts: PromptBuilder) -> None:
+    assert isinstance(prompts._pieces, PieceCache)
+
+
+@settings(max_examples=200, deadline=None)
+@given(conversation=MESSAGES)
+def test_cached_ids_equal_the_tokenizers(
+    prompts: PromptBuilder, conversation: list[tuple[str, str]]
+) -> None:
+    messages = [{"role": r, "content": c} for r, c in conversation]
+    expected = full_encode(prompts, messages)
+    assert prompts.chat(messages) == expected  # cold or warm, whatever earlier examples left
+    assert prompts.chat(messages) == expected  # warm
+
+
+def test_growing_conversation_reuses_earlier_messages(prompts: PromptBuilder) -> None:
+    messages = [{"role": "system", "content": "you fix bugs " * 50}]
+    for turn in range(5):
+        messages.append({"role": "user", "content": f"tool output {turn} " * 30})
+        assert prompts.chat(messages) == full_encode(prompts, messages)
+        messages.append({"role": "assistant", "content": f"answer {turn}"})
+
+
+def test_cache_stays_within_its_token_bound(prompts: PromptBuilder) -> None:
+    cache = PieceCache.for_tokenizer(prompts.tokenizer.backend_tokenizer)
+    assert cache is not None
+    cache._max_tokens = 500
+    for i in range(50):
+        text = f"message number {i} " * 5
+        assert cache.encode(text) == full_encode_text(prompts, text)
+    assert 0 < cache._tokens <= 500
+
+
+def full_encode_text(prompts: PromptBuilder, text: str) -> list[int]:
+    return list(prompts.tokenizer.backend_tokenizer.encode(text, add_special_tokens=False).ids)
