@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from saga_hpc.sim.engine import SimResult, Simulation
-from saga_hpc.sim.metrics import summarize
+from saga_hpc.sim.metrics import summarize, tct_growth
 from saga_hpc.sim.profile import GpuProfile
 from saga_hpc.workload.generators import generate
 
@@ -53,6 +53,7 @@ def run_bench(
             seed=cfg.seed,
             tenants=cfg.tenants,
         )
+        arrivals = {t.task_id: t.arrival_s for t in tasks}
         progress(f"{workload}: {len(tasks)} tasks, {sum(len(t.steps) for t in tasks)} calls")
         results[workload] = {}
         variants = [(s, None) for s in cfg.systems] + [("saga", "belady")]
@@ -63,6 +64,7 @@ def run_bench(
             ).run()
             results[workload][r.system] = r
             m = summarize(r, shares)
+            m["tct_growth"] = tct_growth(arrivals, r.tct_s, cfg.duration_s)
             runs.append(
                 {
                     "system": r.system,
@@ -75,7 +77,7 @@ def run_bench(
             took = time.perf_counter() - t0
             progress(
                 f"  {r.system:14s} {took:6.1f} s  {r.events / r.wall_s:8.0f} events/s  "
-                f"TCT mean {m['tct_mean_s']:7.1f} s"
+                f"TCT mean {m['tct_mean_s']:7.1f} s  growth {m['tct_growth']:5.2f}"
             )
     for run in runs:
         oracle = results[run["workload"]].get(ORACLE)
@@ -153,6 +155,7 @@ def table(doc: dict[str, Any]) -> str:
     cols = (
         ("tct_mean_s", "TCT mean", "{:9.1f}"),
         ("tct_p99_s", "TCT p99", "{:9.1f}"),
+        ("tct_growth", "growth", "{:9.2f}"),  # ~1: stable; >1: queues grow
         ("mean_ttft_ms", "TTFT ms", "{:9.0f}"),
         ("output_throughput", "tok/s", "{:9.0f}"),
         ("peak_output_throughput", "peak", "{:9.0f}"),
@@ -167,7 +170,8 @@ def table(doc: dict[str, Any]) -> str:
     for r in doc["runs"]:
         m = r["metrics"]
         lines.append(
-            f"{r['workload']:10s} {r['system']:14s} " + " ".join(f.format(m[k]) for k, _, f in cols)
+            f"{r['workload']:10s} {r['system']:14s} "
+            + " ".join(f.format(m.get(k, math.nan)) for k, _, f in cols)
         )
     c = doc.get("comparison")
     if c:

@@ -69,9 +69,13 @@ def _sim(args: argparse.Namespace) -> int:
     if args.write_trace:
         write_trace(tasks, args.write_trace)
     shares = {t: w for t, w in tenants}
-    r = Simulation(
-        tasks, args.system, args.gpus, profile, retention=args.retention, shares=shares
-    ).run()
+    try:
+        sim = Simulation(
+            tasks, args.system, args.gpus, profile, retention=args.retention, shares=shares
+        )
+    except ValueError as exc:  # a trace call larger than the profile's KV pool
+        raise UsageError(str(exc)) from exc
+    r = sim.run()
     m = summarize(r, shares)
     if args.json:
         print(json.dumps({"system": r.system, "gpus": args.gpus, "metrics": m}, indent=2))

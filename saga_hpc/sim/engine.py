@@ -135,6 +135,7 @@ class Simulation:
             ordering=ordering,
         )
         self.sched.record_story = False
+        _check_fits(tasks, profile)
         self.system = "+".join([system, *(p for p in (retention, routing, ordering) if p)])
         next_use: Callable[[str, float], float] | None = (
             self._next_use if retention_name == "belady" else None
@@ -430,3 +431,16 @@ class Simulation:
         # Useful: blocks of contexts that can still be reused (live workflows, shared prompts).
         useful = sum(p.useful for p in self.pools)
         self.kv_samples.append((now, used / cap, useful / cap))
+
+
+def _check_fits(tasks: list[Task], profile: GpuProfile) -> None:
+    """A call larger than a GPU's whole KV pool could never start (vLLM rejects it
+    at admission); say so instead of simulating a GPU that waits forever."""
+    for task in tasks:
+        for i, (prompt, step) in enumerate(zip(task.prompt_tokens(), task.steps, strict=True)):
+            if prompt + step.output_tokens > profile.kv_tokens:
+                raise ValueError(
+                    f"task {task.task_id} call {i}: {prompt + step.output_tokens} tokens "
+                    f"do not fit a GPU's KV pool ({profile.kv_tokens} tokens, profile "
+                    f"{profile.name})"
+                )

@@ -73,3 +73,20 @@ def _fairness(r: SimResult, shares: dict[str, float]) -> tuple[float, float]:
     dev = max(abs(service[t] / total_s - shares[t] / total_w) for t in tenants)
     jain = sum(ratios) ** 2 / (len(ratios) * sum(x * x for x in ratios))
     return dev, jain
+
+
+def tct_growth(arrivals: dict[str, float], tct_s: dict[str, float], duration_s: float) -> float:
+    """Mean TCT of the tasks that arrived in the last quarter of the run over that
+    of the first quarter: about 1 when the system is stable, growing with the
+    run's length when its queues grow without bound (overload)."""
+    quarters: list[list[float]] = [[], []]
+    for task_id, arrival in arrivals.items():
+        if task_id not in tct_s:
+            continue
+        if arrival < duration_s / 4:
+            quarters[0].append(tct_s[task_id])
+        elif arrival >= 3 * duration_s / 4:
+            quarters[1].append(tct_s[task_id])
+    if not quarters[0] or not quarters[1]:
+        return math.nan
+    return statistics.fmean(quarters[1]) / statistics.fmean(quarters[0])

@@ -24,6 +24,15 @@ TEST_TOOLS = ("pytest", "run_tests")
 BROWSER_TOOLS = ("click", "type", "goto", "scroll")
 
 
+# Agents truncate a long tool output before it enters the context (SWE-agent
+# cuts observations; a 500k-token log would not fit a model anyway), and a task
+# that outgrows the model's context window ends there (SWE-agent's
+# "exit_context"). Without these caps the lognormal tail yields a prompt larger
+# than a GPU's whole KV pool once in ~10^6 turns.
+MAX_OBSERVATION_TOKENS = 16_000
+MAX_CONTEXT_TOKENS = 128_000  # Llama-3.1-8B-class context window
+
+
 def _lognormal(rng: random.Random, median: float, p90: float) -> float:
     sigma = math.log(p90 / median) / 1.2816
     return rng.lognormvariate(math.log(median), sigma)
@@ -33,10 +42,11 @@ def swe_bench_task(
     rng: random.Random, task_id: str, tenant: str, arrival_s: float, system_tokens: int
 ) -> Task:
     turns = max(2, min(120, round(_lognormal(rng, 29, 58))))
-    steps = []
+    steps: list[Step] = []
     for t in range(turns):
         last = t == turns - 1
         new = 600 if t == 0 else max(8, round(_lognormal(rng, 260, 2000)))
+        new = min(new, MAX_OBSERVATION_TOKENS)
         out = max(1, min(1000, round(_lognormal(rng, 20, 100))))
         u = rng.random()
         if last:
@@ -50,7 +60,24 @@ def swe_bench_task(
         steps.append(
             Step(keep_tokens=1 << 30, new_tokens=new, output_tokens=out, tool=tool, tool_s=tool_s)
         )
-    return Task(task_id, tenant, "swe-bench", arrival_s, system_tokens, tuple(steps))
+    return Task(
+        task_id, tenant, "swe-bench", arrival_s, system_tokens, _fit_context(steps, system_tokens)
+    )
+
+
+def _fit_context(steps: list[Step], system_tokens: int) -> tuple[Step, ...]:
+    """The steps up to the last whose context fits the model (the task ends there).
+    Cut after drawing every turn, so later tasks of the seed stay the same."""
+    context = system_tokens
+    for i, step in enumerate(steps):
+        context += step.new_tokens + step.output_tokens
+        if context > MAX_CONTEXT_TOKENS and i > 0:
+            end = steps[i - 1]
+            return (
+                *steps[: i - 1],
+                Step(end.keep_tokens, end.new_tokens, end.output_tokens, None, 0.0),
+            )
+    return tuple(steps)
 
 
 def webarena_task(

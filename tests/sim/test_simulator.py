@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import pytest
 
 from saga_hpc.cli.main import main
@@ -101,3 +104,12 @@ def test_cli_sim_and_bench(tmp_path, capsys) -> None:  # type: ignore[no-untyped
 def test_bad_arguments_exit_2(argv: list[str], capsys) -> None:  # type: ignore[no-untyped-def]
     assert main(argv) == 2
     assert capsys.readouterr().err.startswith("saga-hpc: error:")
+
+
+def test_a_trace_call_larger_than_a_gpu_pool_is_refused(tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
+    step = {"keep_tokens": 0, "new_tokens": 500_000, "output_tokens": 5, "tool": None, "tool_s": 0}
+    task = {"task_id": "huge", "tenant": "physics", "arrival_s": 0, "system_tokens": 10}
+    (tmp_path / "t.jsonl").write_text(json.dumps({**task, "steps": [step]}) + "\n")
+    assert main(["sim", "--trace", str(tmp_path / "t.jsonl")]) == 2
+    err = capsys.readouterr().err
+    assert "task huge call 0" in err and "do not fit" in err

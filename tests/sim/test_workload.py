@@ -84,3 +84,12 @@ def test_bad_trace_lines_name_the_line(tmp_path: Path, line: str, needle: str) -
     path.write_text(good + "\n" + line + "\n")
     with pytest.raises(TraceError, match=needle):
         read_trace(path)
+
+
+def test_swe_bench_contexts_fit_the_model_and_every_task_ends_without_a_tool() -> None:
+    from saga_hpc.workload.generators import MAX_CONTEXT_TOKENS, MAX_OBSERVATION_TOKENS
+
+    tasks = generate("swe-bench", rate_per_s=20, duration_s=300, seed=3)
+    assert max(max(t.prompt_tokens()) for t in tasks) <= MAX_CONTEXT_TOKENS
+    assert max(s.new_tokens for t in tasks for s in t.steps) <= MAX_OBSERVATION_TOKENS
+    assert all(t.steps[-1].tool is None and t.steps[-1].tool_s == 0 for t in tasks)
