@@ -215,14 +215,26 @@ class HeadService:
     # -------------------------------------------------------------- workers
 
     async def _receive(self) -> None:
+        # Workers send a frame per few tokens of every call: after each wake-up,
+        # take every frame already queued through a plain (shadow) socket, since
+        # an awaited receive costs a future and a loop round trip per frame.
+        queued: zmq.Socket[bytes] = zmq.Socket.shadow(self.router.underlying)
         while True:
-            identity, frame = await self.router.recv_multipart()
-            try:
-                msg = decode(frame)
-            except ProtocolError as exc:
-                log.error("dropped bad frame from %r: %s", identity, exc)
-                continue
-            self._on_message(identity, msg)
+            self._on_frame(*await self.router.recv_multipart())
+            for _ in range(1000):  # then let HTTP have the loop again
+                try:
+                    identity, frame = queued.recv_multipart(zmq.NOBLOCK)
+                except zmq.Again:
+                    break
+                self._on_frame(identity, frame)
+
+    def _on_frame(self, identity: bytes, frame: bytes) -> None:
+        try:
+            msg = decode(frame)
+        except ProtocolError as exc:
+            log.error("dropped bad frame from %r: %s", identity, exc)
+            return
+        self._on_message(identity, msg)
 
     def _on_message(self, identity: bytes, msg: Message) -> None:
         now = time.time()
