@@ -9,6 +9,7 @@ times over. When A returns, its old prompt is served from cache under `saga`
 from __future__ import annotations
 
 import random
+import time
 from pathlib import Path
 
 import openai
@@ -17,6 +18,7 @@ import pytest
 from saga_hpc.client.service import ServiceProcess
 from saga_hpc.model.tiny import WORDS
 from saga_hpc.store.store import Store
+from saga_hpc.worker.engine import EngineSettings
 
 pytestmark = [pytest.mark.vllm, pytest.mark.mpi, pytest.mark.timeout(900)]
 
@@ -65,7 +67,10 @@ def returning_call(system: str, model: Path, run_dir: Path) -> tuple[int, int]:
         client = openai.OpenAI(base_url=svc.url, api_key=key, max_retries=0, timeout=120)
         a = [{"role": "user", "content": words(1, 1100)}]
         first, _, answer = call(client, "wf-a", a, {"X-Saga-Next-Tool": "bash"})
-        # A runs its tool; three other workflows, each ~30 blocks, pass through.
+        # A runs its tool for longer than the worker's grace hold, so only the
+        # head's Retain can keep its blocks; three other workflows, each ~30
+        # blocks, pass through meanwhile.
+        time.sleep(2 * EngineSettings.hold_grace_s)
         for i in range(3):
             other = [{"role": "user", "content": words(100 + i, 950)}]
             call(client, f"wf-other-{i}", other, {"X-Saga-Workflow-End": "true"})
