@@ -4,6 +4,7 @@ ZeroMQ, the OpenAI client, the SQL store."""
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -11,6 +12,7 @@ import httpx
 import openai
 import pytest
 
+from saga_hpc.cli.main import main as cli
 from saga_hpc.client.service import ServiceProcess
 from saga_hpc.store.store import Store
 
@@ -171,3 +173,24 @@ def test_identical_prompt_is_never_shared_across_accounts(
     assert w_first == w_other == w_again  # idle service: new workflows go to the same worker
     assert first == 0 and other == 0  # biology never hits physics' blocks
     assert again > 200  # physics hits its own
+
+
+def test_load_of_32_concurrent_workflows_has_no_errors(
+    served: tuple[ServiceProcess, Store, dict[str, str]],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """`saga-hpc load` with 32 agents from two accounts at once on 2 real engines
+    (16 calls each at most): every call answers, and the ledger bills each once."""
+    svc, store, keys = served
+    before = store.count_calls()
+    out = tmp_path / "load.json"
+    argv = ["load", "--url", svc.url, "--key", keys["physics"], "--key", keys["biology"]]
+    argv += ["--workflows", "32", "--calls", "96", "--turns", "3", "--max-tokens", "8"]
+    argv += ["--prompt-words", "30", "--tool-seconds", "0.1", "--deadline", "240"]
+    argv += ["--json", str(out)]
+    assert cli(argv) == 0, capsys.readouterr().out
+    summary = json.loads(out.read_text())
+    assert summary["errors"] == {} and summary["calls_ok"] == 96
+    assert summary["cached_tokens"] > 0  # later turns of each workflow hit its prefix
+    assert store.count_calls() - before == 96
