@@ -138,3 +138,24 @@ def test_serve(
     db = f"sqlite:///{tmp_path / 'saga.db'}"
     for argv, needle in serve_cases(str(tiny_model), taken_port, db):
         assert_one_line(*run(capsys, ["serve", *argv]), needle)
+
+
+@pytest.mark.parametrize(
+    ("env", "value", "needle"),
+    [
+        ("SAGA_DB", "notaurl", "notaurl"),
+        ("SAGA_DB", REFUSED_PG, "Connection refused"),
+        ("SAGA_HOME", NOWHERE, NOWHERE),
+    ],
+)
+def test_bad_environment(
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    env: str,
+    value: str,
+    needle: str,
+) -> None:
+    """The config that is not on the command line: the store's URL and home."""
+    monkeypatch.delenv("SAGA_DB", raising=False)
+    monkeypatch.setenv(env, value)
+    assert_one_line(*run(capsys, ["accounts", "list"]), needle)
