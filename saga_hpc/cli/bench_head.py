@@ -62,6 +62,8 @@ def _bench_head(args: argparse.Namespace) -> int:
         )
     if args.warmup < 0 or args.tool_seconds < 0 or args.token_seconds < 0:
         raise UsageError("--warmup, --tool-seconds and --token-seconds must not be negative")
+    if args.db:
+        open_store(args).close()  # a bad URL fails here, in one line
     model = args.model or saga_home() / "models" / "tiny"
     if args.model is None and not (model / "tokenizer.json").is_file():
         from saga_hpc.model.tiny import generate
@@ -69,8 +71,6 @@ def _bench_head(args: argparse.Namespace) -> int:
         generate(model)
     if not (model / "tokenizer.json").is_file():
         raise UsageError(f"--model {model}: no tokenizer.json there")
-    if args.db:
-        open_store(args).close()  # a bad URL fails here, in one line
     opts = EchoHeadOptions(
         model_dir=str(model),
         db_url=args.db or "",
