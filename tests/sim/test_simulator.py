@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import json
 from pathlib import Path
 
@@ -40,6 +41,22 @@ def test_deterministic() -> None:
     b = summarize(Simulation(ts, "saga", 4, PROFILE, shares=SHARES).run(), SHARES)
     for key in ("tct_mean_s", "kv_hit_rate", "retention_misses", "output_throughput"):
         assert a[key] == b[key]
+
+
+def test_first_calls_arrive_with_their_task_and_the_collector_comes_back() -> None:
+    ts = tasks()
+    r = Simulation(ts, "vllm", 4, PROFILE, shares=SHARES).run()
+    firsts: dict[str, float] = {}
+    for c in r.calls:  # records in completion order; a task's first call is its earliest
+        firsts.setdefault(c.task_id, c.arrived)
+    assert firsts == {t.task_id: t.arrival_s for t in ts}
+    assert gc.isenabled()  # the run turns the cyclic collector off only while it lasts
+    gc.disable()
+    try:
+        Simulation(ts, "vllm", 4, PROFILE, shares=SHARES).run()
+        assert not gc.isenabled()  # and leaves a caller's choice alone
+    finally:
+        gc.enable()
 
 
 def test_under_memory_pressure_aeg_misses_less_than_lru_and_belady_least() -> None:
