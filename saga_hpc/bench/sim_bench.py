@@ -22,9 +22,11 @@ from saga_hpc.workload.generators import generate
 
 DEFAULT_TENANTS = (("physics", 3.0), ("chem", 1.0))
 # Task arrivals per second per GPU where the vllm baseline is loaded but stable on
-# the default profile (measured with `saga-hpc sim`: the next step up makes its
-# queues grow without bound); docs/simulator.md.
-DEFAULT_LOAD = {"swe-bench": 0.3, "webarena": 0.5}
+# the default profile, one grid step below where it stops being stable: its TCT
+# of the last quarter of an hour's arrivals stays within 10% of the first
+# quarter's on 16 GPUs at swe-bench 0.36 and webarena 0.47, and grows 34x at
+# swe-bench 0.37 and 9x at webarena 0.5 (docs/simulator.md, "Bench load").
+DEFAULT_LOAD = {"swe-bench": 0.34, "webarena": 0.45}
 ORACLE = "saga+belady"
 
 

@@ -29,7 +29,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         type=float,
         default=None,
         help="task arrivals per second per GPU (default: per workload, where the vllm baseline "
-        "is loaded but stable: swe-bench 0.3, webarena 0.5)",
+        "is loaded but stable: swe-bench 0.34, webarena 0.45)",
     )
     p.add_argument("--profile", default="h100-llama3-8b", help="GPU profile name or JSON path")
     p.add_argument("--json", type=Path, help="write the result document here")
