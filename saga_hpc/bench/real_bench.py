@@ -46,6 +46,7 @@ from saga_hpc.workload.model import Task
 # that decoding stays cheap (~4 ms a step).
 BENCH_MODEL = TinyModelSpec(hidden=256, layers=4, heads=4)
 PROBE_TOKENS = 3000
+DECODE_TOKENS = 32
 BLOCK_SIZE = 32
 
 
@@ -64,6 +65,11 @@ class RealBenchConfig:
     max_num_seqs: int = 8
     model: TinyModelSpec = BENCH_MODEL
     tenants: tuple[tuple[str, float], ...] = DEFAULT_TENANTS
+    prefill_tokens_per_s: float | None = None
+    """The heads' cost model (steal decisions); None: measured by the first
+    system's probe and given to every later system's head (the first one runs
+    with the core's defaults: with the default order that is vllm, which never
+    steals)."""
     fit_profile: Path | None = None
     """Write the cost profile fitted from these runs here (and replay them in the simulator)."""
 
@@ -84,10 +90,19 @@ class Probe:
     cold_s: float
     warm_s: float
     cached_tokens: int
+    decode_s: float  # the warm prompt again, DECODE_TOKENS more output tokens
 
     @property
     def recompute_s(self) -> float:
         return self.cold_s - self.warm_s
+
+    @property
+    def prefill_tokens_per_s(self) -> float:
+        return self.cached_tokens / self.recompute_s
+
+    @property
+    def decode_tokens_per_s(self) -> float:
+        return DECODE_TOKENS / max(self.decode_s - self.warm_s, 1e-6)
 
 
 def _keys(db: str, tenants: tuple[tuple[str, float], ...]) -> dict[str, str]:
@@ -109,9 +124,10 @@ async def probe(base: str, key: str, vocab_size: int) -> Probe:
     async with httpx.AsyncClient(timeout=300) as client:
         headers = {"X-Saga-Workflow": "bench-probe", "X-Saga-Next-Tool": "probe"}
         cold = await timed_call(client, base, key, prompt, 1, headers)
-        headers = {"X-Saga-Workflow": "bench-probe", "X-Saga-Workflow-End": "true"}
         warm = await timed_call(client, base, key, prompt, 1, headers)
-    return Probe(cold.latency_s, warm.latency_s, warm.cached_tokens)
+        headers = {"X-Saga-Workflow": "bench-probe", "X-Saga-Workflow-End": "true"}
+        decode = await timed_call(client, base, key, prompt, 1 + DECODE_TOKENS, headers)
+    return Probe(cold.latency_s, warm.latency_s, warm.cached_tokens, decode.latency_s)
 
 
 def run_system(
@@ -120,6 +136,7 @@ def run_system(
     tasks: list[Task],
     prompts: dict[str, list[list[int]]],
     vocab: int,
+    cost: tuple[float, float] | None,
 ) -> tuple[SimResult, Probe]:
     run_dir = cfg.run_dir / system
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -134,6 +151,13 @@ def run_system(
         "--hold-budget", str(cfg.hold_budget),
         "--log-level", "WARNING",
     ]  # fmt: skip
+    if cost is not None:
+        extra += [
+            "--prefill-tokens-per-s",
+            f"{cost[0]:.0f}",
+            "--decode-tokens-per-s",
+            f"{cost[1]:.0f}",
+        ]
     with ServiceProcess(cfg.model_dir, db, run_dir, workers=cfg.workers, extra=extra) as svc:
         measured = asyncio.run(probe(svc.base, keys[cfg.tenants[0][0]], vocab))
         t0 = time.perf_counter()
@@ -155,6 +179,12 @@ def run_system(
     return result, measured
 
 
+def _save_calls(path: Path, r: SimResult) -> None:
+    """The raw measurements, so metrics and fits can be recomputed without a rerun."""
+    doc = {"tct_s": r.tct_s, "makespan_s": r.makespan_s, "calls": [asdict(c) for c in r.calls]}
+    path.write_text(json.dumps(doc) + "\n")
+
+
 def run_real_bench(
     cfg: RealBenchConfig, progress: Callable[[str], None] = lambda s: None
 ) -> tuple[dict[str, Any], dict[str, SimResult]]:
@@ -170,11 +200,22 @@ def run_real_bench(
     runs: list[dict[str, Any]] = []
     results: dict[str, SimResult] = {}
     probes: dict[str, dict[str, float]] = {}
+    cost = (cfg.prefill_tokens_per_s, 40.0) if cfg.prefill_tokens_per_s else None
+    head_costs: dict[str, list[float] | None] = {}
     for system in cfg.systems:
         t0 = time.perf_counter()
-        r, p = run_system(cfg, system, tasks, prompts, vocab)
+        r, p = run_system(cfg, system, tasks, prompts, vocab, cost)
+        head_costs[system] = list(cost) if cost else None
+        if cost is None:
+            cost = (p.prefill_tokens_per_s, p.decode_tokens_per_s)
         results[system] = r
-        probes[system] = {**asdict(p), "recompute_s": p.recompute_s}
+        probes[system] = {
+            **asdict(p),
+            "recompute_s": p.recompute_s,
+            "prefill_tokens_per_s": p.prefill_tokens_per_s,
+            "decode_tokens_per_s": p.decode_tokens_per_s,
+        }
+        _save_calls(cfg.run_dir / system / "calls.json", r)
         m = summarize(r, shares)
         m["belady_miss_ratio"] = float("nan")  # no offline oracle on real engines
         runs.append({"system": system, "workload": cfg.workload, "gpus": cfg.workers,
@@ -200,6 +241,7 @@ def run_real_bench(
             "block_size": BLOCK_SIZE,
             "probe_tokens": PROBE_TOKENS,
             "probe": probes,
+            "head_cost_tokens_per_s": head_costs,  # [prefill, decode] per system; null: defaults
         },
         "runs": runs,
     }
@@ -217,7 +259,7 @@ def _fit_and_replay(
     probes: dict[str, dict[str, float]],
 ) -> dict[str, Any]:
     assert cfg.fit_profile is not None
-    rates = [p["cached_tokens"] / p["recompute_s"] for p in probes.values() if p["recompute_s"] > 0]
+    rates = [p["prefill_tokens_per_s"] for p in probes.values() if p["recompute_s"] > 0]
     profile = fit_profile(
         name=cfg.fit_profile.stem,
         runs=list(results.values()),

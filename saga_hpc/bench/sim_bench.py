@@ -126,7 +126,8 @@ def compare(
         vals = []
         for w in workloads:
             s, v = _metric(runs, "saga", w, key), _metric(runs, "vllm", w, key)
-            vals.append(s / v if saga_over_vllm else v / s)
+            num, den = (s, v) if saga_over_vllm else (v, s)
+            vals.append(num / den if den else math.nan)  # e.g. KV use not sampled
         return _geomean(vals)
 
     tests = {}

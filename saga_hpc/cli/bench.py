@@ -53,6 +53,12 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         help="fit a simulator cost profile to the runs, write it here, replay the trace in the "
         "simulator and report its TCT error per system",
     )
+    real.add_argument(
+        "--prefill-tokens-per-s",
+        type=float,
+        help="the heads' prefill rate for steal decisions (default: measured by the first "
+        "system's probe, used by the later systems)",
+    )
     real.add_argument("--run-dir", type=Path, default=Path("bench-real"), help="logs and stores")
     real.add_argument(
         "--model-dir",
@@ -129,6 +135,7 @@ def _real(args: argparse.Namespace) -> int:
         seed=args.seed,
         scale=TraceScale(tasks=args.tasks, rate_per_s=args.rate),
         kv_tokens=args.kv_tokens,
+        prefill_tokens_per_s=args.prefill_tokens_per_s,
         fit_profile=args.fit_profile,
     )
     doc, _ = run_real_bench(cfg, progress=lambda s: print(s, file=sys.stderr, flush=True))

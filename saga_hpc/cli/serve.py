@@ -13,6 +13,7 @@ from pathlib import Path
 
 from saga_hpc import launch
 from saga_hpc.config import add_db_argument, db_url
+from saga_hpc.core.cost import CostModel
 from saga_hpc.errors import UsageError
 
 
@@ -52,6 +53,17 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         default=0.5,
         help="fraction of each worker's KV pool that retention hints may hold (default 0.5)",
     )
+    p.add_argument(
+        "--prefill-tokens-per-s",
+        type=float,
+        help="prompt tokens a worker computes per second, for steal decisions "
+        "(default: the core's 20000; measure it: docs/deploy.md)",
+    )
+    p.add_argument(
+        "--decode-tokens-per-s",
+        type=float,
+        help="output tokens per second of one sequence in a busy batch (default: the core's 40)",
+    )
     p.add_argument("--max-model-len", type=int, default=4096, help="context length (default 4096)")
     p.add_argument(
         "--max-num-seqs", type=int, default=16, help="concurrent calls per worker (default 16)"
@@ -90,6 +102,10 @@ def _check(args: argparse.Namespace) -> None:
         raise UsageError("--max-model-len must be >= 64, --max-num-seqs >= 1, --kv-cache-mb >= 0")
     from saga_hpc.core.systems import SYSTEMS
 
+    for flag in ("prefill_tokens_per_s", "decode_tokens_per_s"):
+        value = getattr(args, flag)
+        if value is not None and value <= 0:
+            raise UsageError(f"--{flag.replace('_', '-')} must be positive")
     if args.system not in SYSTEMS:
         raise UsageError(f"--system {args.system!r}: choose one of {', '.join(sorted(SYSTEMS))}")
 
@@ -159,6 +175,7 @@ def _head(args: argparse.Namespace, comm: object, size: int, single_host: bool) 
         max_model_len=args.max_model_len,
         ready_timeout_s=args.ready_timeout,
         slurm_sync_s=args.slurm_sync,
+        cost=_cost(args),
     )
     # Workers on other nodes need a routable address; on one node loopback is enough.
     zmq_bind = "tcp://127.0.0.1:*" if single_host else "tcp://*:*"
@@ -175,6 +192,16 @@ def _head(args: argparse.Namespace, comm: object, size: int, single_host: bool) 
     except UsageError:
         comm.Abort(2)  # type: ignore[attr-defined]  # workers wait in bcast forever otherwise
         raise
+
+
+def _cost(args: argparse.Namespace) -> CostModel | None:
+    if args.prefill_tokens_per_s is None and args.decode_tokens_per_s is None:
+        return None
+    default = CostModel()
+    return CostModel(
+        prefill_tokens_per_s=args.prefill_tokens_per_s or default.prefill_tokens_per_s,
+        decode_tokens_per_s=args.decode_tokens_per_s or default.decode_tokens_per_s,
+    )
 
 
 def _worker(args: argparse.Namespace, comm: object, rank: int, hosts: list[str]) -> int:

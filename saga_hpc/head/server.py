@@ -21,6 +21,7 @@ from pathlib import Path
 import uvicorn
 
 from saga_hpc.api.app import ApiSettings, create_app
+from saga_hpc.core.cost import CostModel
 from saga_hpc.core.systems import make_scheduler
 from saga_hpc.head.handover import successor_url
 from saga_hpc.head.prompts import PromptBuilder
@@ -47,6 +48,9 @@ class ServeOptions:
     heartbeat_s: float = 1.0
     worker_timeout_s: float = 5.0
     slurm_sync_s: float = 0.0  # mirror Slurm accounts and shares this often (0: never)
+    # What a call costs on these workers, for decisions that trade time against
+    # cache (steal or wait); None: the core's defaults (docs/deploy.md).
+    cost: CostModel | None = None
 
 
 class _Server(uvicorn.Server):
@@ -151,7 +155,7 @@ class HeadRuntime:
         store = Store.open(opts.db_url)
         store.upgrade()
         prompts = PromptBuilder(opts.model_dir, opts.max_model_len)
-        scheduler = make_scheduler(opts.system, block_tokens=opts.block_size)
+        scheduler = make_scheduler(opts.system, cost=opts.cost, block_tokens=opts.block_size)
         scheduler.update_shares(store.shares(), time.time())
         head = self.head = HeadService(
             HeadSettings(heartbeat_s=opts.heartbeat_s, worker_timeout_s=opts.worker_timeout_s),
