@@ -44,6 +44,12 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "--rate", type=float, default=4.0, help="task arrivals per second (default 4)"
     )
     real.add_argument(
+        "--tool-scale",
+        type=float,
+        default=0.5,
+        help="tool latencies of the trace are multiplied by this (default 0.5)",
+    )
+    real.add_argument(
         "--kv-tokens", type=int, default=6144, help="KV pool per worker, tokens (default 6144)"
     )
     real.add_argument(
@@ -124,8 +130,8 @@ def _real(args: argparse.Namespace) -> int:
     workloads = parse_list(args.workloads or "swe-bench", set(GENERATORS), "workload")
     if len(workloads) != 1:
         raise UsageError("--real runs one workload at a time (--workload swe-bench)")
-    if args.workers < 1 or args.tasks < 1 or args.rate <= 0 or args.kv_tokens <= 0:
-        raise UsageError("--workers, --tasks, --rate and --kv-tokens must be positive")
+    if min(args.workers, args.tasks, args.rate, args.kv_tokens, args.tool_scale) <= 0:
+        raise UsageError("--workers, --tasks, --rate, --kv-tokens, --tool-scale must be positive")
     cfg = RealBenchConfig(
         model_dir=args.model_dir,
         run_dir=args.run_dir,
@@ -133,7 +139,7 @@ def _real(args: argparse.Namespace) -> int:
         systems=parse_list(args.systems or "vllm,saga", set(SYSTEMS), "system"),
         workload=workloads[0],
         seed=args.seed,
-        scale=TraceScale(tasks=args.tasks, rate_per_s=args.rate),
+        scale=TraceScale(tasks=args.tasks, rate_per_s=args.rate, tool_scale=args.tool_scale),
         kv_tokens=args.kv_tokens,
         prefill_tokens_per_s=args.prefill_tokens_per_s,
         fit_profile=args.fit_profile,
