@@ -347,7 +347,8 @@ class Scheduler:
         # so only workers that freed a slot or got a call since can dispatch now.
         ready = self._dirty & self._backlogged
         self._dirty = set()
-        for wid in sorted(ready, key=lambda w: self.workers[w].order):
+        # Most pumps follow one event on one worker: nothing to order then.
+        for wid in ready if len(ready) < 2 else sorted(ready, key=self._order_of):
             view = self.workers[wid]
             queue = self.queues[wid]
             while view.free() > 0:
@@ -389,6 +390,9 @@ class Scheduler:
                     )
                 decisions += self._dispatch(w, thief, reason, stim)
         return decisions
+
+    def _order_of(self, worker_id: str) -> int:
+        return self.workers[worker_id].order
 
     def _best_victim(self) -> tuple[float, WorkerView, str, Waiting] | None:
         """The waiting call whose move saves the most time, over every queue (ties:
