@@ -97,26 +97,33 @@ class AegPredictor:
             c = table[key] = Counts()
         return c
 
-    def expected_gap_s(self, task_class: str, tool: str) -> float:
+    def forecast(
+        self, task_class: str, tool: str, position: int | None = None
+    ) -> tuple[float, float, float]:
+        """(P(return), expected gap s, how long to hold s) after `tool`: one lookup
+        of the tool's statistics for all three, as a workflow leaves."""
         s = self.stats.get((task_class, tool))
-        return self.prior_s if s is None or s.seen == 0 else s.mean_s
+        if s is None or s.seen == 0:
+            gap, horizon = self.prior_s, 2 * self.prior_s
+        else:
+            gap, horizon = s.mean_s, s.mean_s + 2 * math.sqrt(s.var_s2) + 0.05
+        p = (_UNSEEN_TOOL if s is None else s).p_return()
+        if position is not None:
+            odds = p / (1 - p)
+            at = self.positions.get((task_class, position_bucket(position)), _NO_COUNTS)
+            odds *= at.odds() / self.classes.get(task_class, _NO_COUNTS).odds()
+            p = odds / (1 + odds)
+        return p, gap, horizon
+
+    def expected_gap_s(self, task_class: str, tool: str) -> float:
+        return self.forecast(task_class, tool)[1]
 
     def horizon_s(self, task_class: str, tool: str) -> float:
         """How long to hold: mean + 2 standard deviations, at least twice the prior for unseen."""
-        s = self.stats.get((task_class, tool))
-        if s is None or s.seen == 0:
-            return 2 * self.prior_s
-        return s.mean_s + 2 * math.sqrt(s.var_s2) + 0.05
+        return self.forecast(task_class, tool)[2]
 
     def p_return(self, task_class: str, tool: str, position: int | None = None) -> float:
-        s = self.stats.get((task_class, tool))
-        p_tool = (_UNSEEN_TOOL if s is None else s).p_return()
-        if position is None:
-            return p_tool
-        odds = p_tool / (1 - p_tool)
-        at = self.positions.get((task_class, position_bucket(position)), _NO_COUNTS)
-        odds *= at.odds() / self.classes.get(task_class, _NO_COUNTS).odds()
-        return odds / (1 + odds)
+        return self.forecast(task_class, tool, position)[0]
 
     def observe_return(
         self, task_class: str, tool: str, gap_s: float, position: int | None = None
@@ -205,13 +212,12 @@ class Aeg(Retention):
         if outcome.workflow_done:
             return [Release(worker_id, spec.workflow_id, stimulus, "workflow done")]
         tool = outcome.next_tool or "unknown"
-        p = self.predictor.p_return(spec.task_class, tool, position)
-        gap = self.predictor.expected_gap_s(spec.task_class, tool)
+        p, gap, horizon = self.predictor.forecast(spec.task_class, tool, position)
         # Keeping the context saves recomputing all its blocks if the workflow
         # returns, and costs its blocks for the time it is away: per block and
         # second held, the expected value is P(return) / expected gap.
         score = p / max(gap, 0.01)
-        until = now + self.predictor.horizon_s(spec.task_class, tool)
+        until = now + horizon
         reason = (
             f"aeg: P(return after {tool}, call {position}) {p:.2f}, E[gap] {gap:.2f}s"
             if self.explain
