@@ -56,6 +56,7 @@ class _Call:
     keep: int  # own-context tokens reusable from the previous call
     out: int
     arrived: float
+    shared_key: str  # the pool key of its task class's shared system prompt
     gpu: int = -1
     hit: int = 0
     first_token: float = 0.0
@@ -168,7 +169,8 @@ class Simulation:
         self._left_blocks: dict[str, tuple[int, int]] = {}  # workflow -> (gpu, blocks) at leave
         self._wanted_on: dict[str, int] = {}  # workflow -> GPU whose pool keeps its context for it
         self._live: set[str] = set()
-        self._prompts: dict[str, tuple[list[int], tuple[int, int]]] = {}  # and prefix hashes
+        # task -> prompt sizes per call, prefix hashes, shared prompt's pool key
+        self._prompts: dict[str, tuple[list[int], tuple[int, int], str]] = {}
         self._gpus_of: dict[str, set[int]] = {}  # GPUs whose pools may hold a task's context
         self.records: list[CallRecord] = []
         self.tct: dict[str, float] = {}
@@ -253,6 +255,7 @@ class Simulation:
             known = self._prompts[task.task_id] = (
                 task.prompt_tokens(),
                 (self._class_hash(task.task_class), zlib.crc32(task.task_id.encode())),
+                self._shared_key(task.task_class),
             )
         prompts = known[0]
         step = task.steps[index]
@@ -263,7 +266,14 @@ class Simulation:
         )
         keep = min(step.keep_tokens, previous_context)
         return _Call(
-            task, index, f"{task.task_id}#{index}", prompts[index], keep, step.output_tokens, at
+            task,
+            index,
+            f"{task.task_id}#{index}",
+            prompts[index],
+            keep,
+            step.output_tokens,
+            at,
+            known[2],
         )
 
     def _arrive(self, call: _Call, now: float) -> None:
@@ -317,13 +327,17 @@ class Simulation:
             call.keep // block,
             math.ceil(own / block),
             now,
-            shared_key=self._shared_key(task.task_class),
+            shared_key=call.shared_key,
             shared_blocks=task.system_tokens // block,
         )
         if adm is None:
             return False
         gpu = self.gpus[call.gpu]
-        self._gpus_of.setdefault(task.task_id, set()).add(call.gpu)
+        gpus_of = self._gpus_of.get(task.task_id)
+        if gpus_of is None:  # not setdefault: that would build a set for every call
+            self._gpus_of[task.task_id] = {call.gpu}
+        else:
+            gpus_of.add(call.gpu)
         call.hit = min(adm.hit_blocks * block, call.prompt - 1)
         left = self._left_blocks.pop(task.task_id, None)
         if left is not None:
@@ -356,7 +370,7 @@ class Simulation:
             self._live.discard(task.task_id)
         else:
             self._next_arrival[task.task_id] = now + step.tool_s
-        pool.finish(task.task_id, now, shared_key=self._shared_key(task.task_class))
+        pool.finish(task.task_id, now, shared_key=call.shared_key)
         self.records.append(
             CallRecord(
                 task.task_id,
