@@ -191,8 +191,7 @@ class Scheduler:
         elif flow.away_tool is not None:
             self.retention.on_return(spec, flow.away_tool, now - flow.left_at, flow.calls)
             flow.away_tool = None
-        self._enqueue(Waiting(spec, now, self._next_seq()))
-        decisions = self._pump(now, stim)
+        decisions = self._place(Waiting(spec, now, self._next_seq()), now, stim)
         if self._record_story:
             self._tell(
                 spec.workflow_id,
@@ -305,15 +304,41 @@ class Scheduler:
         self._seq += 1
         return self._seq
 
+    def _place(self, w: Waiting, now: float, stim: str) -> list[Decision]:
+        """Route a new call and dispatch it, or queue it until a slot frees."""
+        if not self.workers:
+            self.unrouted.append(w)
+            return self._pump(now, stim)
+        target, w.reason = self._route(w)
+        view = self.workers[target]
+        if self._dirty or view.waiting or view.free() <= 0:
+            self._queue(w, target)
+            return self._pump(now, stim)
+        # No other worker is ready and this one has a free slot and an empty queue:
+        # the pump would pick this call first. Skip the queue's round trip (the
+        # ordering still sees the call join), then steal as the pump would.
+        self.ordering.on_enqueue(w.spec, self.backlog)
+        decisions = self._dispatch(w, view, w.reason, stim)
+        if self.router.steals and self._backlogged:
+            decisions += self._steal(stim)
+        return decisions
+
+    def _route(self, w: Waiting) -> tuple[str, str]:
+        flow = self.flows.get(w.spec.workflow_id)
+        previous = flow.last_worker if flow is not None else None
+        return self.router.route(
+            w.spec, previous if previous in self.workers else None, self._views
+        )
+
     def _enqueue(self, w: Waiting) -> None:
         if not self.workers:
             self.unrouted.append(w)
             return
+        target, w.reason = self._route(w)
+        self._queue(w, target)
+
+    def _queue(self, w: Waiting, target: str) -> None:
         flow = self.flows.get(w.spec.workflow_id)
-        previous = flow.last_worker if flow is not None else None
-        target, w.reason = self.router.route(
-            w.spec, previous if previous in self.workers else None, self._views
-        )
         group = self.ordering.group(w.spec)
         self.ordering.on_enqueue(w.spec, self.backlog)
         started = flow.started if flow is not None else w.since
