@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import replace
 
 import pytest
 
 from saga_hpc.core.cost import CostModel
+from saga_hpc.core.ordering import Ordering
 from saga_hpc.core.scheduler import Scheduler
 from saga_hpc.core.systems import SYSTEMS, make_scheduler
 from saga_hpc.core.types import CallOutcome, CallSpec, Dispatch, Release, Retain, WorkerStats
@@ -268,3 +270,21 @@ def test_cache_aware_model_is_bounded_by_the_worker_kv_and_drops_tails_first() -
     )
     router.forget_worker("w2")
     assert router.holders == {}
+
+
+def test_a_call_dispatched_at_submit_still_joins_the_ordering() -> None:
+    """An idle worker takes a new call at once (no queue round trip), but the
+    ordering sees it join as if it had queued: fair-share lifts depend on it."""
+    joined: list[tuple[str, dict[str, int]]] = []
+
+    class Recording(Ordering):
+        def on_enqueue(self, spec: CallSpec, backlogged: Mapping[str, int]) -> None:
+            joined.append((spec.call_id, dict(backlogged)))
+
+    s = Scheduler(SYSTEMS["vllm"], ordering=Recording())
+    s.add_worker("w1", slots=1, kv_capacity_tokens=10_000, now=0.0)
+    assert dispatches(s.submit(spec("c1", "A"), 0.0)) == [("c1", "w1")]
+    assert dispatches(s.submit(spec("c2", "A"), 0.1)) == []  # w1 busy: queued
+    assert dispatches(s.submit(spec("c3", "A"), 0.2)) == []
+    assert joined == [("c1", {}), ("c2", {}), ("c3", {"": 1})]
+    assert dispatches(s.complete(done("c1", "w1", 1.0), 1.0)) == [("c2", "w1")]
