@@ -49,7 +49,7 @@ def check_vllm() -> None:
         (BlockPool, "free_blocks"),
         (BlockPool, "_maybe_evict_cached_block"),
         (FreeKVCacheBlockQueue, "remove"),
-        (FreeKVCacheBlockQueue, "prepend_n"),
+        (FreeKVCacheBlockQueue, "append"),  # and its linked list (holds._move_before_cached)
         (Scheduler, "_free_request_blocks"),
     ]
     missing = [f"{c.__name__}.{m}" for c, m in needed if not hasattr(c, m)]

@@ -6,8 +6,10 @@ it remembers the hashed blocks of each workflow's last request, takes one
 reference on them when the head says the workflow will return (`hold`), and
 gives it back when the workflow's next request has picked the blocks up, when
 the hint lapses, or when the head says the workflow will not return
-(`release(..., evict_first=True)` then moves its unshared blocks to the front
-of the free queue, so they are evicted before anyone else's).
+(`release(..., evict_first=True)` then moves its unshared blocks ahead of
+every other cached block in the free queue, so they are evicted before anyone
+else's, yet after the blocks that cache nothing: while memory is not short,
+an ended workflow's prefix stays a cache hit for whoever sends it next).
 
 It touches only `BlockPool.touch`, `BlockPool.free_blocks` and the free
 queue's `remove` / `prepend_n` of vLLM 0.32 (see `hint_scheduler.check_vllm`).
@@ -109,11 +111,8 @@ class BlockHolds:
                 for b, h in reversed(self.records.get(workflow, []))
                 if b.block_hash == h and b.ref_cnt == 0 and self.owners.get(b.block_id) == 1
             ]
-            queue = self.pool.free_block_queue
-            for b in first:
-                queue.remove(b)
-            queue.prepend_n(first)
-            self.stats.released_first += len(first)
+            if first and _move_before_cached(self.pool.free_block_queue, first):
+                self.stats.released_first += len(first)
             self._forget(workflow)
 
     def expire(self, now: float) -> None:
@@ -136,3 +135,34 @@ class BlockHolds:
                 return
             self.release(victim)
             self.stats.dropped_for_budget += 1
+
+
+# How far to look for the first cached block in the free queue. Beyond it the
+# pool has that many blocks caching nothing: memory is not short, and an ended
+# workflow's blocks may keep their LRU place.
+SCAN_LIMIT = 4096
+
+
+def _move_before_cached(queue: Any, blocks: list[Block]) -> bool:
+    """Move free `blocks` (in this order) to just before the first free block that
+    caches something; False (nothing moved) if none is found within SCAN_LIMIT.
+    Uses the linked list of vLLM's FreeKVCacheBlockQueue (see check_vllm)."""
+    moving = {b.block_id for b in blocks}
+    anchor = queue.fake_free_list_head.next_free_block
+    for _ in range(SCAN_LIMIT):
+        if anchor is queue.fake_free_list_tail:
+            break
+        if anchor.block_hash is not None and anchor.block_id not in moving:
+            break
+        anchor = anchor.next_free_block
+    else:
+        return False
+    for b in blocks:
+        queue.remove(b)
+    prev = anchor.prev_free_block
+    for b in blocks:
+        prev.next_free_block, b.prev_free_block = b, prev
+        prev = b
+    prev.next_free_block, anchor.prev_free_block = anchor, prev
+    queue.num_free_blocks += len(blocks)
+    return True

@@ -46,10 +46,11 @@ def test_held_blocks_survive_allocation_that_evicts_everything_else() -> None:
     assert all(x.block_hash is None for x in b)
 
 
-def test_release_evict_first_puts_unshared_blocks_at_the_front_tail_first() -> None:
+def test_release_evict_first_puts_unshared_blocks_first_among_cached_tail_first() -> None:
     pool = pool_with(9)
     a = cached(pool, "a", 3)
     b = cached(pool, "b", 3)
+    never_used = ids(pool.free_block_queue.get_all_free_blocks())[:2]
     holds = BlockHolds(pool, budget_blocks=8)
     holds.record("wf-b", b)
     holds.record("wf-a", a)
@@ -57,9 +58,31 @@ def test_release_evict_first_puts_unshared_blocks_at_the_front_tail_first() -> N
     holds.release("wf-b", evict_first=False)
     holds.release("wf-a", evict_first=True)
     order = ids(pool.free_block_queue.get_all_free_blocks())
-    assert order[:2] == [a[2].block_id, a[1].block_id]  # a's own blocks, tail first
-    assert a[0].block_id in order[2:]  # shared with wf-c: keeps its LRU place
+    # Blocks that cache nothing go first; then a's own blocks, tail first.
+    assert order[:2] == never_used and {7, 8} == set(never_used)
+    assert order[2:4] == [a[2].block_id, a[1].block_id]
+    assert a[0].block_id in order[4:]  # shared with wf-c: keeps its LRU place
     assert holds.stats.released_first == 2
+    assert pool.free_block_queue.num_free_blocks == len(order) == 8
+    got = pool.get_new_blocks(3)  # the next allocation evicts a's tail, not b
+    assert ids(got) == [*never_used, a[2].block_id]
+    assert all(x.block_hash is not None for x in b)
+
+
+def test_release_evict_first_leaves_lru_order_when_the_scan_finds_no_cached_block(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import saga_hpc.worker.holds as holds_module
+
+    pool = pool_with(9)
+    a = cached(pool, "a", 3)
+    holds = BlockHolds(pool, budget_blocks=8)
+    holds.record("wf-a", a)
+    before = ids(pool.free_block_queue.get_all_free_blocks())
+    monkeypatch.setattr(holds_module, "SCAN_LIMIT", 2)  # 5 blocks cache nothing: plenty free
+    holds.release("wf-a", evict_first=True)
+    assert ids(pool.free_block_queue.get_all_free_blocks()) == before
+    assert holds.stats.released_first == 0
 
 
 def test_release_of_a_hold_gives_blocks_back_to_the_lru() -> None:
