@@ -25,6 +25,8 @@ import heapq
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from saga_hpc.core.types import fast_init
+
 
 @dataclass(slots=True)
 class _Entry:
@@ -41,6 +43,7 @@ class _Entry:
     version: int = 0
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class Admission:
     hit_blocks: int  # blocks of the prompt found cached (shared prefix + own context)
