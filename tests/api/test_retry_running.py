@@ -10,20 +10,15 @@ from pathlib import Path
 
 import httpx
 
-from saga_hpc.store.store import Store
 from tests.support.harness import HeadHarness
+from tests.support.store import store_with_key
 
 
 def test_retry_while_running_is_409_then_the_billed_answer(
     tiny_model: Path, tmp_path: Path
 ) -> None:
     db = f"sqlite:///{tmp_path / 'saga.db'}"
-    store = Store.open(db)
-    store.upgrade()
-    store.ensure_account("physics")
-    store.ensure_user("alice")
-    store.ensure_association("alice", "physics")
-    _, key = store.create_api_key("alice", "physics")
+    store, key = store_with_key(db)
     body = {"model": "tiny", "max_tokens": 20, "messages": [{"role": "user", "content": "x"}]}
     headers = {
         "Authorization": f"Bearer {key}",

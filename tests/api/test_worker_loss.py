@@ -8,20 +8,15 @@ from pathlib import Path
 
 import httpx
 
-from saga_hpc.store.store import Store
 from tests.support.harness import HeadHarness
+from tests.support.store import store_with_key
 
 
 def test_silent_worker_is_marked_dead_and_its_call_requeued(
     tiny_model: Path, tmp_path: Path
 ) -> None:
     db = f"sqlite:///{tmp_path / 'saga.db'}"
-    store = Store.open(db)
-    store.upgrade()
-    store.ensure_account("physics")
-    store.ensure_user("alice")
-    store.ensure_association("alice", "physics")
-    _, key = store.create_api_key("alice", "physics")
+    store, key = store_with_key(db)
     with HeadHarness(tiny_model, db, workers=2, worker_timeout_s=1.5, delay_s=0.05) as h:
         result: dict[str, httpx.Response] = {}
 

@@ -17,8 +17,8 @@ import pytest
 
 from saga_hpc.client.service import ServiceProcess
 from saga_hpc.model.tiny import WORDS
-from saga_hpc.store.store import Store
 from saga_hpc.worker.engine import EngineSettings
+from tests.support.store import store_with_key
 
 pytestmark = [pytest.mark.vllm, pytest.mark.mpi, pytest.mark.timeout(900)]
 
@@ -54,12 +54,7 @@ def call(
 def returning_call(system: str, model: Path, run_dir: Path) -> tuple[int, int]:
     """(A's first prompt length, cached tokens of A's returning call) under `system`."""
     db = f"sqlite:///{run_dir / 'saga.db'}"
-    store = Store.open(db)
-    store.upgrade()
-    store.ensure_account("physics")
-    store.ensure_user("alice")
-    store.ensure_association("alice", "physics")
-    key = store.create_api_key("alice", "physics")[1]
+    store, key = store_with_key(db)
     store.close()
     extra = ["--system", system, "--kv-cache-mb", "2.7", "--max-model-len", "2048"]
     extra += ["--hold-budget", "0.7"]
