@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -84,7 +85,24 @@ def parse_list(text: str, known: set[str], what: str) -> tuple[str, ...]:
     return items
 
 
+def check_outputs(args: argparse.Namespace) -> None:
+    """Fail before a long run, not after it, when its outputs cannot be written."""
+    json_path: Path | None = args.json
+    if json_path is not None:
+        if json_path.is_dir():
+            raise UsageError(f"--json {json_path}: is a directory")
+        if not json_path.parent.is_dir() or not os.access(json_path.parent, os.W_OK):
+            raise UsageError(f"--json {json_path}: no writable directory {json_path.parent}")
+    plots: Path | None = getattr(args, "plots", None)
+    if plots is not None:
+        try:
+            plots.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise UsageError(f"--plots {plots}: {exc.strerror or exc}") from exc
+
+
 def _bench(args: argparse.Namespace) -> int:
+    check_outputs(args)
     if args.real:
         return _real(args)
     from saga_hpc.bench.sim_bench import BenchConfig, run_bench, table

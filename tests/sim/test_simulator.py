@@ -116,6 +116,10 @@ def test_cli_sim_and_bench(tmp_path, capsys) -> None:  # type: ignore[no-untyped
         ["bench", "--systems", "vllm,nope"],
         ["sim", "--trace", "/nonexistent"],
         ["bench", "--profile", "a100-nothing"],
+        ["bench", "--json", "/nonexistent-dir/out.json"],
+        ["bench", "--json", "/tmp"],
+        ["bench", "--plots", "/proc/no-plots-here"],
+        ["bench", "--real", "--json", "/nonexistent-dir/out.json"],
     ],
 )
 def test_bad_arguments_exit_2(argv: list[str], capsys) -> None:  # type: ignore[no-untyped-def]
