@@ -177,7 +177,8 @@ class Scheduler:
         if view.blocked:
             self._free.discard(view.worker_id)
             return []
-        self._free.add(view.worker_id)
+        if view.free() > 0:  # `_free` holds only workers with a free slot
+            self._free.add(view.worker_id)
         self._dirty.add(view.worker_id)
         return self._pump(now, f"worker-{view.worker_id}-unblocked")
 
