@@ -39,6 +39,7 @@ class BenchConfig:
     duration_s: float
     load: float | None  # task arrivals per second per GPU; None: DEFAULT_LOAD per workload
     tenants: tuple[tuple[str, float], ...] = DEFAULT_TENANTS
+    burst: float = 1.0  # mean tasks per job; 1 = Poisson arrivals
 
 
 def run_bench(
@@ -54,6 +55,7 @@ def run_bench(
             duration_s=cfg.duration_s,
             seed=cfg.seed,
             tenants=cfg.tenants,
+            burst=cfg.burst,
         )
         arrivals = {t.task_id: t.arrival_s for t in tasks}
         progress(f"{workload}: {len(tasks)} tasks, {sum(len(t.steps) for t in tasks)} calls")
@@ -98,6 +100,7 @@ def run_bench(
             "duration_s": cfg.duration_s,
             "load_tasks_per_gpu_s": {w: cfg.load or DEFAULT_LOAD[w] for w in cfg.workloads},
             "tenants": dict(cfg.tenants),
+            "burst": cfg.burst,
             "profile": profile.name,
         },
         "runs": runs,

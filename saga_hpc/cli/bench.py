@@ -32,6 +32,13 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         help="task arrivals per second per GPU (default: per workload, where the vllm baseline "
         "is loaded but stable: swe-bench 0.34, webarena 0.45)",
     )
+    p.add_argument(
+        "--burst",
+        type=float,
+        default=1.0,
+        help="mean tasks one job starts at once (default 1: Poisson arrivals; "
+        "docs/workloads.md)",
+    )
     p.add_argument("--profile", default="h100-llama3-8b", help="GPU profile name or JSON path")
     p.add_argument("--json", type=Path, help="write the result document here")
     p.add_argument("--plots", type=Path, help="write PNG figures into this directory")
@@ -112,6 +119,8 @@ def _bench(args: argparse.Namespace) -> int:
 
     if args.gpus < 1 or args.duration <= 0 or (args.load is not None and args.load <= 0):
         raise UsageError("--gpus, --duration and --load must be positive")
+    if not args.burst >= 1:
+        raise UsageError(f"--burst {args.burst}: mean tasks per job must be at least 1")
     try:
         profile = load_profile(args.profile)
     except ValueError as exc:
@@ -125,6 +134,7 @@ def _bench(args: argparse.Namespace) -> int:
         seed=args.seed,
         duration_s=args.duration,
         load=args.load,
+        burst=args.burst,
     )
     doc, results = run_bench(cfg, profile, progress=lambda s: print(s, file=sys.stderr, flush=True))
     print(table(doc))

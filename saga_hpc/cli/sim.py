@@ -25,6 +25,13 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "where the vllm baseline is loaded but stable)",
     )
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--burst",
+        type=float,
+        default=1.0,
+        help="mean tasks one job starts at once (default 1: Poisson arrivals; "
+        "docs/workloads.md)",
+    )
     p.add_argument("--profile", default="h100-llama3-8b")
     p.add_argument("--json", action="store_true", help="print the metrics as JSON")
     p.set_defaults(func=_sim)
@@ -46,6 +53,8 @@ def _sim(args: argparse.Namespace) -> int:
         raise UsageError(f"--retention {args.retention!r}: choose one of {', '.join(POLICIES)}")
     if args.gpus < 1 or args.duration <= 0 or (args.load is not None and args.load <= 0):
         raise UsageError("--gpus, --duration and --load must be positive")
+    if not args.burst >= 1:
+        raise UsageError(f"--burst {args.burst}: mean tasks per job must be at least 1")
     try:
         profile = load_profile(args.profile)
     except ValueError as exc:
@@ -65,6 +74,7 @@ def _sim(args: argparse.Namespace) -> int:
             duration_s=args.duration,
             seed=args.seed,
             tenants=tenants,
+            burst=args.burst,
         )
     if args.write_trace:
         write_trace(tasks, args.write_trace)

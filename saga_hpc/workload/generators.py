@@ -110,6 +110,12 @@ GENERATORS: dict[str, tuple[Callable[[random.Random, str, str, float, int], Task
 }
 
 
+# A burst is one Slurm job starting a batch of agents (a job array, or an
+# evaluation harness with N parallel workers): they start within a scheduling
+# cycle of each other, this far apart on average.
+BURST_GAP_S = 0.1
+
+
 def generate(
     workload: str,
     *,
@@ -117,14 +123,24 @@ def generate(
     duration_s: float,
     seed: int,
     tenants: Sequence[tuple[str, float]] = (("default", 1.0),),
+    burst: float = 1.0,
 ) -> list[Task]:
-    """Poisson task arrivals at `rate_per_s` for `duration_s`; tenants drawn by weight."""
+    """Task arrivals at a mean `rate_per_s` for `duration_s`; tenants drawn by weight.
+
+    `burst` is the mean number of tasks one job starts at once: 1 gives Poisson
+    arrivals; above 1, jobs arrive as a Poisson process at `rate_per_s / burst`,
+    each of one tenant and of a geometric number of tasks (mean `burst`) that
+    start `BURST_GAP_S` apart on average. The mean load is the same; its
+    variance is not, which is what a shared cluster sees.
+    """
     if workload not in GENERATORS:
         raise ValueError(
             f"unknown workload {workload!r}; choose one of {', '.join(sorted(GENERATORS))}"
         )
     if rate_per_s <= 0 or duration_s <= 0:
         raise ValueError("rate and duration must be positive")
+    if not burst >= 1:
+        raise ValueError("burst (mean tasks per job) must be at least 1")
     make, system_tokens = GENERATORS[workload]
     rng = random.Random(f"{workload}:{seed}")
     names = [t for t, _ in tenants]
@@ -132,9 +148,22 @@ def generate(
     tasks: list[Task] = []
     t, i = 0.0, 0
     while True:
-        t += rng.expovariate(rate_per_s)
+        t += rng.expovariate(rate_per_s / burst)
         if t >= duration_s:
-            return tasks
+            return sorted(tasks, key=lambda task: task.arrival_s)
         tenant = rng.choices(names, weights)[0]
-        tasks.append(make(rng, f"{workload}-{seed}-{i}", tenant, t, system_tokens))
-        i += 1
+        start = t
+        for k in range(_burst_size(rng, burst)):
+            if k:
+                start += rng.expovariate(1 / BURST_GAP_S)
+            if start >= duration_s:
+                break
+            tasks.append(make(rng, f"{workload}-{seed}-{i}", tenant, start, system_tokens))
+            i += 1
+
+
+def _burst_size(rng: random.Random, mean: float) -> int:
+    """Geometric on 1, 2, ... with the given mean (1 draws nothing: Poisson stays as it was)."""
+    if mean == 1:
+        return 1
+    return 1 + int(math.log(1.0 - rng.random()) / math.log(1.0 - 1.0 / mean))

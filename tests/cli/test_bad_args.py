@@ -75,6 +75,8 @@ def test_store_commands(
         (["sim", "--trace", f"{NOWHERE}/t.jsonl"], "--trace"),
         (["sim", "--trace", "/etc/hostname"], "--trace"),
         (["sim", "--profile", "nope"], "nope"),
+        (["sim", "--burst", "0.5"], "--burst"),
+        (["bench", "--burst", "nan"], "--burst"),
         (["bench", "--systems", "vllm,nope"], "unknown system nope"),
         (["bench", "--workloads", "nope"], "unknown workload nope"),
         (["bench", "--gpus", "-1"], "positive"),

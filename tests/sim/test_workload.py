@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from saga_hpc.workload.generators import generate
+from saga_hpc.workload.model import Task
 from saga_hpc.workload.trace import TraceError, read_trace, write_trace
 
 
@@ -93,3 +94,36 @@ def test_swe_bench_contexts_fit_the_model_and_every_task_ends_without_a_tool() -
     assert max(max(t.prompt_tokens()) for t in tasks) <= MAX_CONTEXT_TOKENS
     assert max(s.new_tokens for t in tasks for s in t.steps) <= MAX_OBSERVATION_TOKENS
     assert all(t.steps[-1].tool is None and t.steps[-1].tool_s == 0 for t in tasks)
+
+
+def test_bursty_arrivals_keep_the_mean_rate_and_come_in_one_tenant_jobs() -> None:
+    tenants = (("physics", 3.0), ("chem", 1.0))
+    poisson = generate("webarena", rate_per_s=2.0, duration_s=3000, seed=4, tenants=tenants)
+    assert poisson == generate(
+        "webarena", rate_per_s=2.0, duration_s=3000, seed=4, tenants=tenants, burst=1
+    )
+    bursty = generate(
+        "webarena", rate_per_s=2.0, duration_s=3000, seed=4, tenants=tenants, burst=20
+    )
+    arrivals = [t.arrival_s for t in bursty]
+    assert arrivals == sorted(arrivals)
+    assert 0.8 < len(bursty) / len(poisson) < 1.2  # same mean load
+    # Counts per 10-s window: Poisson's variance equals its mean; jobs of ~20
+    # tasks make it ~40x larger.
+    assert _dispersion(bursty) > 10 * _dispersion(poisson)
+    # Neighbours mostly belong to the same job, hence the same tenant (Poisson
+    # neighbours share one by chance: 0.75^2 + 0.25^2 = 0.625).
+    same = sum(a.tenant == b.tenant for a, b in zip(bursty, bursty[1:])) / (len(bursty) - 1)
+    assert same > 0.85
+
+
+def _dispersion(tasks: list[Task]) -> float:
+    counts = [0] * 300
+    for t in tasks:
+        counts[int(t.arrival_s // 10)] += 1
+    return statistics.pvariance(counts) / statistics.mean(counts)
+
+
+def test_burst_below_one_is_refused() -> None:
+    with pytest.raises(ValueError, match="burst"):
+        generate("swe-bench", rate_per_s=1.0, duration_s=10, seed=0, burst=0.5)
