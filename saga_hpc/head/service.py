@@ -146,6 +146,10 @@ class HeadService:
             finished_at=now,
             worker_time_s=done.engine_time_s,
             next_tool=ctx.next_tool,
+            engine_queue_s=done.engine_queue_s,
+            prefill_s=done.prefill_s,
+            decode_s=done.decode_s,
+            preemptions=done.preemptions if done.prefill_s is not None else None,
         )
         try:
             if not await self.ledger.record_call(record, finishes_workflow=ctx.workflow_done):

@@ -96,6 +96,12 @@ class Done:
     finish_reason: str
     engine_time_s: float
     first_token_s: float | None  # from engine submit to first token
+    # Inside the engine (vLLM's own per-request timestamps; None when it has none):
+    # waiting for its first schedule, scheduled to first token, first to last token.
+    engine_queue_s: float | None = None
+    prefill_s: float | None = None
+    decode_s: float | None = None
+    preemptions: int = 0  # times vLLM took its KV blocks back to make room, then resumed it
 
 
 @dataclass(frozen=True, slots=True)

@@ -191,6 +191,15 @@ def story(s: Session, workflow_id: str) -> WorkflowStory:
     return WorkflowStory(row, calls, edges)
 
 
+def calls_between(s: Session, start: float | None, end: float | None) -> list[StoredCall]:
+    query = select(Call).order_by(Call.finished_at)
+    if start is not None:
+        query = query.where(Call.finished_at >= start)
+    if end is not None:
+        query = query.where(Call.finished_at < end)
+    return [StoredCall(seq=c.seq, **{f: getattr(c, f) for f in _FIELDS}) for c in s.scalars(query)]
+
+
 def list_workflows(s: Session, account: str | None, limit: int) -> list[tuple[WorkflowRow, int]]:
     n_calls = (
         select(Call.workflow_id, func.count().label("n")).group_by(Call.workflow_id).subquery()

@@ -40,6 +40,12 @@ class CallRecord:
     finished_at: float
     worker_time_s: float
     next_tool: str | None
+    # Where the worker's time went inside the engine (vLLM's per-request stats);
+    # None when the engine reported none.
+    engine_queue_s: float | None = None
+    prefill_s: float | None = None
+    decode_s: float | None = None
+    preemptions: int | None = None
 
 
 @dataclass(frozen=True)

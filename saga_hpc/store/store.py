@@ -28,6 +28,7 @@ from saga_hpc.store.records import (
     KeyInfo,
     LedgerBatch,
     Principal,
+    StoredCall,
     UsageRow,
     WorkflowOpen,
     WorkflowRow,
@@ -287,6 +288,11 @@ class Store:
     ) -> list[UsageRow]:
         with self.session() as s:
             return usage.account_usage(s, start, end, account=account, user=user, by_user=by_user)
+
+    def list_calls(self, start: float | None = None, end: float | None = None) -> list[StoredCall]:
+        """Every call that finished in [start, end), in finishing order."""
+        with self.session() as s:
+            return aeg.calls_between(s, start, end)
 
     def count_calls(self) -> int:
         with self.session() as s:

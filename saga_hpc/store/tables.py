@@ -82,6 +82,11 @@ class Call(Base):
     finished_at: Mapped[float] = mapped_column(Float)
     worker_time_s: Mapped[float] = mapped_column(Float)
     next_tool: Mapped[str | None] = mapped_column(String(64))
+    # Inside the engine (migration 0002; None before it or without vLLM's stats).
+    engine_queue_s: Mapped[float | None] = mapped_column(Float)
+    prefill_s: Mapped[float | None] = mapped_column(Float)
+    decode_s: Mapped[float | None] = mapped_column(Float)
+    preemptions: Mapped[int | None] = mapped_column(Integer)
     __table_args__ = (Index("ix_calls_workflow_seq", "workflow_id", "seq"),)
 
 

@@ -181,6 +181,7 @@ class WorkerRunner:
         first: float | None = None
         parts: list[str] = []
         out_tokens, cached, reason = 0, 0, "stop"
+        stats: Any = None
         try:
             async for out in self.engine.generate(
                 prompt, params, msg.call_id, priority=msg.priority
@@ -197,6 +198,7 @@ class WorkerRunner:
                     )
                 if out.finished:
                     reason = completion.finish_reason or "stop"
+                    stats = out.metrics
         except asyncio.CancelledError:
             await self.engine.abort(msg.call_id)
             await self.send(Failed(call_id=msg.call_id, message="cancelled", retryable=False))
@@ -219,6 +221,7 @@ class WorkerRunner:
                 finish_reason=reason,
                 engine_time_s=time.monotonic() - t0,
                 first_token_s=first,
+                **engine_timings(stats),
             )
         )
 
@@ -250,6 +253,22 @@ class WorkerRunner:
             _, pending = await asyncio.wait(list(self.tasks.values()), timeout=grace_s)
             for task in pending:
                 task.cancel()
+
+
+def engine_timings(stats: Any) -> dict[str, Any]:
+    """Queue, prefill and decode time of a finished request from vLLM's
+    `RequestStateStats` (engine-core monotonic timestamps; 0 means never set):
+    what the simulator's cost profile is fitted to (`saga-hpc fit-profile`)."""
+    if stats is None or not getattr(stats, "first_token_ts", 0.0):
+        return {}
+    queued, scheduled = stats.queued_ts, stats.scheduled_ts
+    first, last = stats.first_token_ts, stats.last_token_ts
+    return {
+        "engine_queue_s": max(0.0, scheduled - queued) if queued and scheduled else None,
+        "prefill_s": max(0.0, first - scheduled) if scheduled else None,
+        "decode_s": max(0.0, last - first),
+        "preemptions": int(stats.num_preemptions),
+    }
 
 
 def run_worker(endpoint: str, rank: int, settings: EngineSettings) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 
 import pytest
@@ -47,7 +48,7 @@ def test_upgrade_is_idempotent(db_url: str) -> None:
     s.upgrade()
     s.upgrade()
     with s.engine.connect() as conn:
-        assert conn.execute(text("select version_num from alembic_version")).scalar() == "0001"
+        assert conn.execute(text("select version_num from alembic_version")).scalar() == "0002"
     s.close()
 
 
@@ -112,6 +113,26 @@ def test_record_call_builds_the_aeg(store: Store) -> None:
     edge = story.edges[0]
     assert (edge.from_call, edge.to_call, edge.tool) == ("c1", "c2", "pytest")
     assert edge.duration_s == pytest.approx(3.5)
+
+
+def test_engine_timings_are_kept_per_call_and_listed_by_finish_time(store: Store) -> None:
+    timed = dataclasses.replace(
+        rec("late", at=200.0), engine_queue_s=0.1, prefill_s=0.2, decode_s=0.5, preemptions=1
+    )
+    store.record_call(timed)
+    store.record_call(rec("early", wf="wf2", at=100.0))  # an engine without stats
+    calls = store.list_calls()
+    assert [c.call_id for c in calls] == ["early", "late"]
+    assert (calls[0].prefill_s, calls[0].preemptions) == (None, None)
+    late = calls[1]
+    assert (late.engine_queue_s, late.prefill_s, late.decode_s, late.preemptions) == (
+        0.1,
+        0.2,
+        0.5,
+        1,
+    )
+    assert [c.call_id for c in store.list_calls(start=150.0)] == ["late"]
+    assert [c.call_id for c in store.list_calls(end=150.0)] == ["early"]
 
 
 def test_record_call_is_idempotent(store: Store) -> None:
