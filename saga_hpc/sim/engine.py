@@ -153,11 +153,12 @@ class Simulation:
                 w, slots=profile.max_batch, kv_capacity_tokens=profile.kv_tokens, now=0.0
             )
         # Per-call constants computed once: decode step time per batch size, the
-        # shared prompt's pool key and prefix hash per task class.
+        # shared prompt's pool key and prefix hash per tenant and task class.
         self._step_s = [profile.step_s(b) for b in range(profile.max_batch + 2)]
         self._prefill_rate = profile.prefill_tokens_per_s
-        self._sys_key: dict[str, str] = {}
-        self._sys_hash: dict[str, int] = {}
+        self._overhead = profile.call_overhead_s
+        self._sys_key: dict[tuple[str, str], str] = {}
+        self._sys_hash: dict[tuple[str, str], int] = {}
         weights = shares or {}
         if weights:
             self.sched.update_shares(weights, 0.0)
@@ -254,8 +255,8 @@ class Simulation:
             # and the workflow's own context (per-block hashes would cost O(context) per call).
             known = self._prompts[task.task_id] = (
                 task.prompt_tokens(),
-                (self._class_hash(task.task_class), zlib.crc32(task.task_id.encode())),
-                self._shared_key(task.task_class),
+                (self._class_hash(task), zlib.crc32(task.task_id.encode())),
+                self._shared_key(task),
             )
         prompts = known[0]
         step = task.steps[index]
@@ -369,7 +370,7 @@ class Simulation:
         if last:
             self._live.discard(task.task_id)
         else:
-            self._next_arrival[task.task_id] = now + step.tool_s
+            self._next_arrival[task.task_id] = now + self._overhead + step.tool_s
         pool.finish(task.task_id, now, shared_key=call.shared_key)
         self.records.append(
             CallRecord(
@@ -396,11 +397,12 @@ class Simulation:
             last,
         )
         if not last:
-            back = now + step.tool_s
+            # The agent learns of the answer `call_overhead_s` later (HTTP, head).
+            back = now + self._overhead + step.tool_s
             self._left_blocks[task.task_id] = (call.gpu, pool.cached(task.task_id))
             self._push(back, _ARRIVE, self._make_call(task, call.index + 1, back))
         else:
-            self.tct[task.task_id] = now - task.arrival_s
+            self.tct[task.task_id] = now + self._overhead - task.arrival_s
             for g in self._gpus_of.pop(task.task_id, ()):
                 self.pools[g].retire(task.task_id)
             self._prompts.pop(task.task_id, None)
@@ -431,17 +433,22 @@ class Simulation:
         )
         self._apply(self.sched.observe(stats, now), now)
 
-    def _shared_key(self, task_class: str) -> str:
-        """The pool key of a task class's shared system prompt."""
-        key = self._sys_key.get(task_class)
+    def _shared_key(self, task: Task) -> str:
+        """The pool key of the shared system prompt of a task's tenant and class:
+        tenants never share cached blocks (the service salts each account's
+        prefixes, `cache_salt`), so each tenant's copy is its own entry."""
+        who = (task.tenant, task.task_class)
+        key = self._sys_key.get(who)
         if key is None:
-            key = self._sys_key[task_class] = f"sys:{task_class}"
+            key = self._sys_key[who] = f"sys:{task.tenant}:{task.task_class}"
         return key
 
-    def _class_hash(self, task_class: str) -> int:
-        h = self._sys_hash.get(task_class)
+    def _class_hash(self, task: Task) -> int:
+        """The shared prompt's prefix hash for routing, salted by tenant like the head's."""
+        who = (task.tenant, task.task_class)
+        h = self._sys_hash.get(who)
         if h is None:
-            h = self._sys_hash[task_class] = zlib.crc32(task_class.encode())
+            h = self._sys_hash[who] = zlib.crc32(f"{task.tenant}:{task.task_class}".encode())
         return h
 
     def _next_use(self, key: str, now: float) -> float:

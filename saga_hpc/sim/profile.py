@@ -23,6 +23,10 @@ class GpuProfile:
     decode_step_s_batch64: float
     max_batch: int
     description: str = ""
+    call_overhead_s: float = 0.0
+    """Time per call outside the engine (HTTP, head, worker front end), added to
+    the latency an agent sees: its next call and its TCT. 0 for profiles of an
+    engine alone; a profile fitted from a service's runs measures it."""
 
     @property
     def kv_blocks(self) -> int:

@@ -1,0 +1,43 @@
+"""What the simulator models of the service around the engines: per-call
+overhead outside the engine, and tenants that never share cached prefixes."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import pytest
+
+from saga_hpc.sim.engine import Simulation
+from saga_hpc.sim.profile import GpuProfile
+from saga_hpc.workload.model import Step, Task
+
+PROFILE = GpuProfile("test", 16, 100_000, 10_000.0, 0.01, 0.01, 8)
+
+
+def task(task_id: str, tenant: str, arrival: float, calls: int = 3) -> Task:
+    steps = tuple(
+        Step(1 << 30, 200, 10, None if i == calls - 1 else "bash", 0.0 if i == calls - 1 else 1.0)
+        for i in range(calls)
+    )
+    return Task(task_id, tenant, "swe-bench", arrival, 1600, steps)
+
+
+def test_call_overhead_delays_each_next_call_and_the_tct() -> None:
+    one = [task("t", "physics", 0.0)]
+    base = Simulation(one, "vllm", 1, PROFILE).run()
+    slow = Simulation(one, "vllm", 1, replace(PROFILE, call_overhead_s=0.25)).run()
+    # Three calls, each answered a quarter second later as the agent sees it.
+    assert slow.tct_s["t"] == pytest.approx(base.tct_s["t"] + 3 * 0.25)
+    assert [c.arrived for c in slow.calls] == pytest.approx(
+        [c.arrived + i * 0.25 for i, c in enumerate(base.calls)]
+    )
+
+
+@pytest.mark.parametrize(("tenant", "system_hit"), [("physics", 1600), ("chem", 0)])
+def test_a_system_prompt_is_shared_within_a_tenant_only(tenant: str, system_hit: int) -> None:
+    # The second task starts after the first ended, on the same GPU: its system
+    # prompt is cached for the first task's tenant, never for another (cache_salt).
+    ts = [task("a", "physics", 0.0, calls=1), task("b", tenant, 10.0, calls=1)]
+    r = Simulation(ts, "vllm", 1, PROFILE).run()
+    second = next(c for c in r.calls if c.task_id == "b")
+    assert second.hit == system_hit
