@@ -27,7 +27,8 @@ def under_mpi_launcher() -> bool:
     return any(v in os.environ for v in _LAUNCHER_VARS)
 
 
-def mpirun_command(n_ranks: int, argv: Sequence[str]) -> list[str]:
+def mpirun_prefix(n_ranks: int) -> list[str]:
+    """mpirun and its options for a job of `n_ranks` that outlives any one worker rank."""
     mpirun = shutil.which("mpirun")
     if mpirun is None:
         raise UsageError(
@@ -36,10 +37,19 @@ def mpirun_command(n_ranks: int, argv: Sequence[str]) -> list[str]:
     cmd = [mpirun, "-n", str(n_ranks), "--oversubscribe", "--bind-to", "none"]
     if os.geteuid() == 0:
         cmd.append("--allow-run-as-root")
-    # Keep a rank's death from tearing down the others (Open MPI 4 default aborts
-    # the job); the head notices the silence and re-queues (docs/reliability.md).
+    # Keep a rank's death (a non-zero exit or a signal, SIGKILL included) from
+    # tearing down the others, which Open MPI 4 does by default; the head notices
+    # the silence and re-queues (docs/reliability.md). Without recovery on,
+    # mpirun never counts a rank killed by a signal as ended, so it would hang
+    # after the surviving ranks exit (and ignore SIGTERM then); with it, and no
+    # restarts, the job ends when the last rank does.
     cmd += ["--mca", "orte_abort_on_non_zero_status", "0"]
-    return [*cmd, sys.executable, "-m", "saga_hpc.cli.main", *argv]
+    cmd += ["--mca", "orte_enable_recovery", "1", "--mca", "orte_max_restarts", "0"]
+    return cmd
+
+
+def mpirun_command(n_ranks: int, argv: Sequence[str]) -> list[str]:
+    return [*mpirun_prefix(n_ranks), sys.executable, "-m", "saga_hpc.cli.main", *argv]
 
 
 def exec_under_mpirun(n_ranks: int, argv: Sequence[str]) -> None:
