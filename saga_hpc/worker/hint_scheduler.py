@@ -31,6 +31,7 @@ from vllm.v1.core.sched.scheduler import Scheduler
 from saga_hpc.worker.heartbeat import waits_for_memory
 from saga_hpc.worker.hint_channel import ChannelConfig, PoolStats
 from saga_hpc.worker.holds import BlockHolds
+from saga_hpc.worker.lifeline import end_with_parent
 
 log = logging.getLogger("saga_hpc.worker.scheduler")
 
@@ -71,6 +72,8 @@ def workflow_of(sampling_params: Any) -> str | None:
 class HintScheduler(Scheduler):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         check_vllm()
+        # Runs in the engine-core process: it must not outlive its worker rank.
+        end_with_parent()
         super().__init__(*args, **kwargs)
         additional = self.vllm_config.additional_config
         self.saga = ChannelConfig.from_additional(
