@@ -1,9 +1,14 @@
 """`saga-hpc serve --workers N` as a child process tree (mpirun, head, vLLM
 workers and their engine processes), started in its own session so that
-stopping it stops every process it made, and checked to leave none behind."""
+stopping it stops every process it made, and checked to leave none behind.
+
+mpirun puts each rank in a process group of its own, and a process whose
+parent died is adopted by init, so "every process it made" is the session,
+not mpirun's process group."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -93,28 +98,37 @@ class ServiceProcess:
         self.info = json.loads(self.endpoint_file.read_text())
         return self
 
+    @property
+    def session(self) -> int:
+        """The session id of every process of the service (the launcher's pid)."""
+        if self.proc is None:
+            raise ServiceError("the service is not running")
+        return self.proc.pid
+
     def stop(self, timeout_s: float = 90) -> list[int]:
-        """SIGTERM the process group (mpirun forwards it), wait, then make sure nothing
-        is left; returns the pids that had to be killed (empty when it stopped cleanly)."""
+        """SIGTERM mpirun (it forwards it to the ranks), wait, then make sure nothing
+        of the session is left; returns the pids that had to be killed (empty when
+        it stopped cleanly)."""
         if self.proc is None:
             return []
-        pgid = self.proc.pid
+        sid = self.proc.pid
         try:
-            os.killpg(pgid, signal.SIGTERM)
+            os.killpg(sid, signal.SIGTERM)
             self.proc.wait(timeout=timeout_s)
         except ProcessLookupError:
             pass
         except subprocess.TimeoutExpired:
-            os.killpg(pgid, signal.SIGKILL)
+            os.killpg(sid, signal.SIGKILL)
             self.proc.wait()
         left: list[int] = []
         for _ in range(50):  # vLLM's engine processes exit shortly after their parent
-            left = group_members(pgid)
+            left = session_members(sid)
             if not left:
                 break
             time.sleep(0.2)
-        if left:
-            os.killpg(pgid, signal.SIGKILL)
+        for pid in left:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
         self.left_behind = left
         self.proc = None
         return left
@@ -128,14 +142,15 @@ class ServiceProcess:
         self.stop()
 
 
-def group_members(pgid: int) -> list[int]:
-    """Live (non-zombie) processes of a process group."""
+def session_members(sid: int) -> list[int]:
+    """Live (non-zombie) processes of a session."""
     members = []
     for stat in Path("/proc").glob("[0-9]*/stat"):
         try:
             fields = stat.read_text().rsplit(")", 1)[1].split()
         except (OSError, IndexError):
             continue
-        if int(fields[2]) == pgid and fields[0] != "Z":
+        # After the command name: state, ppid, pgrp, session.
+        if int(fields[3]) == sid and fields[0] != "Z":
             members.append(int(stat.parent.name))
     return members
