@@ -1,90 +1,205 @@
-"""Fit a simulator cost profile (`GpuProfile`) to measured real-engine runs, and check it.
+"""Fit a simulator cost profile (`GpuProfile`) to a service's measured calls, and check it.
 
-The simulator's GPU model has three costs: prefill throughput, and a decode
-step that grows linearly with the batch. They are read off the real runs:
+Every call's worker reports where its time went inside the engine (vLLM's own
+per-request timestamps: queued, scheduled, first token, last token) and the
+ledger keeps it (`calls.engine_queue_s`, `prefill_s`, `decode_s`). The
+simulator's GPU has three costs and the service adds one; each is read off the
+calls so that, over the fitted run, the simulated phase adds up to the
+measured one under the run's real contention (other engines, the head and
+the agents sharing the machine):
 
-- prefill: the probe's cold-minus-warm latency of one long prompt on an idle
-  worker (`real_bench.Probe`) is the time to compute its cached tokens;
-- decode step: every call's time per output token, against the number of
-  calls decoding on its worker meanwhile (calls in flight over its decode
-  window, divided by the workers), by least squares: step(b) = s1 + k (b - 1).
+- prefill rate: uncached prompt tokens over the time each worker spent with at
+  least one call in prefill (the union of the calls' prefill windows). The
+  simulator runs a GPU's prefills one after the other, so this is its server
+  rate; summing each call's own prefill time instead would count twice the
+  engine steps that prefill two calls at once.
+- decode step: each call's decode time against its output tokens and the mean
+  number of calls in the engine on its worker meanwhile, by least squares
+  weighted by steps: decode_s = (out - 1) (s1 + k (batch - 1)). It includes
+  the steps stalled by other calls' prefills.
+- call overhead: the rest of a call's latency, outside the engine and the
+  head's queue (HTTP, the head, the worker's front end), mean per call.
 
-`sim_vs_real` then replays the same trace in the simulator with that profile
-and reports the TCT error per system.
+`sim_vs_real` replays a trace in the simulator with a profile and reports the
+TCT error per system against real runs of the same trace.
 """
 
 from __future__ import annotations
 
+import bisect
 import statistics
-from collections.abc import Sequence
+from collections import defaultdict
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 
-from saga_hpc.sim.engine import CallRecord, SimResult, Simulation
+from saga_hpc.sim.engine import SimResult, Simulation
 from saga_hpc.sim.metrics import summarize
 from saga_hpc.sim.profile import GpuProfile
+from saga_hpc.store.records import StoredCall
 from saga_hpc.workload.model import Task
 
 
-def batch_sizes(calls: Sequence[CallRecord], workers: int) -> list[float]:
-    """Mean calls in flight per worker over each call's decode window."""
-    spans = [(c.arrived, c.finished) for c in calls]
+@dataclass(frozen=True)
+class CallTiming:
+    """One call's engine phases on one clock (the head's), from its ledger row."""
+
+    worker: str
+    uncached: int
+    output: int
+    scheduled: float  # the engine scheduled it: its prefill starts
+    prefill_s: float
+    decode_s: float
+    overhead_s: float
+
+    @property
+    def first_token(self) -> float:
+        return self.scheduled + self.prefill_s
+
+    @property
+    def end(self) -> float:
+        return self.first_token + self.decode_s
+
+
+@dataclass(frozen=True)
+class Fit:
+    calls: int
+    prefill_tokens_per_s: float
+    decode_step_s: float  # at batch 1
+    decode_step_per_seq_s: float  # added per further sequence in the batch
+    call_overhead_s: float
+
+    def profile(
+        self, name: str, kv_tokens: int, block_tokens: int, max_batch: int, description: str
+    ) -> GpuProfile:
+        return GpuProfile(
+            name=name,
+            block_tokens=block_tokens,
+            kv_tokens=kv_tokens,
+            prefill_tokens_per_s=self.prefill_tokens_per_s,
+            decode_step_s_batch1=self.decode_step_s,
+            decode_step_s_batch64=self.decode_step_s + 63 * self.decode_step_per_seq_s,
+            max_batch=max_batch,
+            description=description,
+            call_overhead_s=self.call_overhead_s,
+        )
+
+
+def call_timings(
+    calls: Iterable[StoredCall], client_latency_s: Mapping[tuple[str, int], float] | None = None
+) -> list[CallTiming]:
+    """The calls the engine timed. `client_latency_s` ((workflow, seq) -> latency the
+    agent measured) adds the time between the agent and the head to the overhead;
+    without it the overhead is what the head sees (the ledger alone)."""
     out = []
     for c in calls:
-        start = c.arrived + c.ttft_s
-        length = max(c.finished - start, 1e-9)
-        overlap = sum(max(0.0, min(e, c.finished) - max(s, start)) for s, e in spans)
-        out.append(max(1.0, overlap / length / workers))
+        if c.prefill_s is None or c.decode_s is None:
+            continue
+        queue = c.engine_queue_s or 0.0
+        engine = queue + c.prefill_s + c.decode_s
+        overhead = max(0.0, c.finished_at - c.dispatched_at - engine)
+        if client_latency_s is not None and (c.workflow_id, c.seq) in client_latency_s:
+            head_s = c.finished_at - c.arrived_at
+            overhead += max(0.0, client_latency_s[c.workflow_id, c.seq] - head_s)
+        out.append(
+            CallTiming(
+                worker=c.worker,
+                uncached=c.prompt_tokens - c.cached_tokens,
+                output=c.output_tokens,
+                scheduled=c.dispatched_at + queue,
+                prefill_s=c.prefill_s,
+                decode_s=c.decode_s,
+                overhead_s=overhead,
+            )
+        )
     return out
 
 
-def fit_step(batches: Sequence[float], tpots: Sequence[float]) -> tuple[float, float]:
-    """Least-squares (s1, k) of tpot = s1 + k (batch - 1), with k >= 0 and s1 > 0."""
-    xs = [b - 1 for b in batches]
-    mx, my = statistics.fmean(xs), statistics.fmean(tpots)
-    var = sum((x - mx) ** 2 for x in xs)
-    k = (
-        max(0.0, sum((x - mx) * (y - my) for x, y in zip(xs, tpots, strict=True)) / var)
-        if var
-        else 0.0
+def fit(timings: Sequence[CallTiming]) -> Fit:
+    if not timings:
+        raise ValueError("no calls with engine timings to fit (recorded by vLLM workers only)")
+    busy = sum(_union((t.scheduled, t.first_token) for t in ts) for ts in _groups(timings).values())
+    tokens = sum(t.uncached for t in timings)
+    if busy <= 0 or tokens <= 0:
+        raise ValueError("the calls spent no measurable time in prefill")
+    s1, k = fit_step(timings)
+    return Fit(
+        calls=len(timings),
+        prefill_tokens_per_s=tokens / busy,
+        decode_step_s=s1,
+        decode_step_per_seq_s=k,
+        call_overhead_s=statistics.fmean(t.overhead_s for t in timings),
     )
-    s1 = my - k * mx
-    if s1 <= 0:  # the line would cross zero: keep the mean as a flat step
-        return my, 0.0
+
+
+def fit_step(timings: Sequence[CallTiming]) -> tuple[float, float]:
+    """(s1, k) of decode_s = n (s1 + k (b - 1)), n = out - 1 steps, b = the mean
+    batch over the call's decode window; least squares, k >= 0, s1 > 0."""
+    rows = [
+        (t.output - 1, b - 1, t.decode_s) for t, b in zip(timings, batches(timings), strict=True)
+    ]
+    rows = [r for r in rows if r[0] > 0]
+    if not rows:
+        raise ValueError("no call decoded more than one token")
+    # Normal equations of y = s1 n + k n x.
+    saa = sum(n * n for n, _, _ in rows)
+    sab = sum(n * n * x for n, x, _ in rows)
+    sbb = sum((n * x) ** 2 for n, x, _ in rows)
+    say = sum(n * y for n, _, y in rows)
+    sby = sum(n * x * y for n, x, y in rows)
+    det = saa * sbb - sab * sab
+    flat = say / saa  # the best step with no batch term
+    if det <= 1e-12 * saa * sbb:
+        return flat, 0.0
+    s1, k = (say * sbb - sby * sab) / det, (saa * sby - sab * say) / det
+    if k < 0 or s1 <= 0:
+        return flat, 0.0
     return s1, k
 
 
-def fit_profile(
-    name: str,
-    runs: Sequence[SimResult],
-    prefill_tokens_per_s: float,
-    kv_tokens: int,
-    block_tokens: int,
-    max_batch: int,
-    description: str,
-) -> GpuProfile:
-    batches: list[float] = []
-    tpots: list[float] = []
-    for r in runs:
-        # One-token calls have no decode window to time.
-        timed = [c for c in r.calls if c.out > 1]
-        batches += batch_sizes(timed, r.gpus)
-        tpots += [c.tpot_s for c in timed]
-    s1, k = fit_step(batches, tpots)
-    return GpuProfile(
-        name=name,
-        block_tokens=block_tokens,
-        kv_tokens=kv_tokens,
-        prefill_tokens_per_s=prefill_tokens_per_s,
-        decode_step_s_batch1=s1,
-        decode_step_s_batch64=s1 + 63 * k,
-        max_batch=max_batch,
-        description=description,
-    )
+def batches(timings: Sequence[CallTiming]) -> list[float]:
+    """Per call: mean number of calls in the engine (prefill or decode) on its worker
+    over its decode window, itself included."""
+    groups = {w: sorted(ts, key=lambda t: t.scheduled) for w, ts in _groups(timings).items()}
+    longest = {w: max(t.end - t.scheduled for t in ts) for w, ts in groups.items()}
+    starts = {w: [t.scheduled for t in ts] for w, ts in groups.items()}
+    out = []
+    for t in timings:
+        start, end = t.first_token, t.end
+        if end - start <= 1e-9:
+            out.append(1.0)
+            continue
+        group = groups[t.worker]
+        # Only windows that start after (start - the longest window) can overlap.
+        first = bisect.bisect_left(starts[t.worker], start - longest[t.worker])
+        last = bisect.bisect_left(starts[t.worker], end)
+        overlap = sum(
+            max(0.0, min(end, o.end) - max(start, o.scheduled)) for o in group[first:last]
+        )
+        out.append(max(1.0, overlap / (end - start)))
+    return out
+
+
+def _groups(timings: Sequence[CallTiming]) -> dict[str, list[CallTiming]]:
+    groups: dict[str, list[CallTiming]] = defaultdict(list)
+    for t in timings:
+        groups[t.worker].append(t)
+    return groups
+
+
+def _union(spans: Iterable[tuple[float, float]]) -> float:
+    total, end = 0.0, float("-inf")
+    for a, b in sorted(spans):
+        if b <= end:
+            continue
+        total += b - max(a, end)
+        end = b
+    return total
 
 
 def sim_vs_real(
     tasks: list[Task], real: dict[str, SimResult], profile: GpuProfile, shares: dict[str, float]
 ) -> dict[str, dict[str, float]]:
-    """Per system: TCT mean real and simulated, and the relative error."""
+    """Per system: TCT mean and KV hit rate, real and simulated, and the TCT error."""
     out = {}
     for system, r in real.items():
         sim = Simulation(tasks, system, r.gpus, profile, shares=shares).run()

@@ -15,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import json
 import random
-import statistics
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -24,7 +23,7 @@ from typing import Any
 
 import httpx
 
-from saga_hpc.bench.fit_profile import fit_profile, sim_vs_real
+from saga_hpc.bench.fit_profile import CallTiming, call_timings, fit, sim_vs_real
 from saga_hpc.bench.real_client import replay, timed_call
 from saga_hpc.bench.real_trace import (
     FIRST_TOKEN_ID,
@@ -36,8 +35,9 @@ from saga_hpc.bench.real_trace import (
 from saga_hpc.bench.sim_bench import DEFAULT_TENANTS, compare
 from saga_hpc.client.service import ServiceProcess
 from saga_hpc.model.tiny import TinyModelSpec, generate
-from saga_hpc.sim.engine import SimResult
+from saga_hpc.sim.engine import CallRecord, SimResult
 from saga_hpc.sim.metrics import summarize
+from saga_hpc.sim.profile import GpuProfile
 from saga_hpc.store.store import Store
 from saga_hpc.workload.model import Task
 
@@ -71,7 +71,10 @@ class RealBenchConfig:
     with the core's defaults: with the default order that is vllm, which never
     steals)."""
     fit_profile: Path | None = None
-    """Write the cost profile fitted from these runs here (and replay them in the simulator)."""
+    """Write the cost profile fitted from the first system's run here, and replay
+    every system's trace in the simulator with it."""
+    check_profile: GpuProfile | None = None
+    """Replay every system's trace in the simulator with this profile (no fit)."""
 
     @property
     def kv_bytes(self) -> int:
@@ -137,7 +140,7 @@ def run_system(
     prompts: dict[str, list[list[int]]],
     vocab: int,
     cost: tuple[float, float] | None,
-) -> tuple[SimResult, Probe]:
+) -> tuple[SimResult, Probe, list[CallTiming]]:
     run_dir = cfg.run_dir / system
     run_dir.mkdir(parents=True, exist_ok=True)
     db = f"sqlite:///{run_dir / 'saga.db'}"
@@ -163,6 +166,9 @@ def run_system(
         t0 = time.perf_counter()
         rep = asyncio.run(replay(svc.base, keys, tasks, prompts, BLOCK_SIZE))
         wall = time.perf_counter() - t0
+    store = Store.open(db)
+    ledger = [c for c in store.list_calls() if c.workflow_id in prompts]  # not the probe's
+    store.close()
     result = SimResult(
         system=system,
         gpus=cfg.workers,
@@ -176,12 +182,27 @@ def run_system(
         wall_s=wall,
         makespan_s=rep.makespan_s,
     )
-    return result, measured
+    return result, measured, call_timings(ledger, _client_latency(rep.calls))
 
 
-def _save_calls(path: Path, r: SimResult) -> None:
+def _client_latency(calls: list[CallRecord]) -> dict[tuple[str, int], float]:
+    """(workflow, seq) -> latency the agent measured (a task's calls are recorded in order)."""
+    seq: dict[str, int] = {}
+    out = {}
+    for c in calls:
+        n = seq[c.task_id] = seq.get(c.task_id, -1) + 1
+        out[c.task_id, n] = c.service_s
+    return out
+
+
+def _save_calls(path: Path, r: SimResult, timings: list[CallTiming]) -> None:
     """The raw measurements, so metrics and fits can be recomputed without a rerun."""
-    doc = {"tct_s": r.tct_s, "makespan_s": r.makespan_s, "calls": [asdict(c) for c in r.calls]}
+    doc = {
+        "tct_s": r.tct_s,
+        "makespan_s": r.makespan_s,
+        "calls": [asdict(c) for c in r.calls],
+        "engine_timings": [asdict(t) for t in timings],
+    }
     path.write_text(json.dumps(doc) + "\n")
 
 
@@ -202,9 +223,10 @@ def run_real_bench(
     probes: dict[str, dict[str, float]] = {}
     cost = (cfg.prefill_tokens_per_s, 40.0) if cfg.prefill_tokens_per_s else None
     head_costs: dict[str, list[float] | None] = {}
+    timings: dict[str, list[CallTiming]] = {}
     for system in cfg.systems:
         t0 = time.perf_counter()
-        r, p = run_system(cfg, system, tasks, prompts, vocab, cost)
+        r, p, timings[system] = run_system(cfg, system, tasks, prompts, vocab, cost)
         head_costs[system] = list(cost) if cost else None
         if cost is None:
             cost = (p.prefill_tokens_per_s, p.decode_tokens_per_s)
@@ -215,7 +237,7 @@ def run_real_bench(
             "prefill_tokens_per_s": p.prefill_tokens_per_s,
             "decode_tokens_per_s": p.decode_tokens_per_s,
         }
-        _save_calls(cfg.run_dir / system / "calls.json", r)
+        _save_calls(cfg.run_dir / system / "calls.json", r, timings[system])
         m = summarize(r, shares)
         m["belady_miss_ratio"] = float("nan")  # no offline oracle on real engines
         runs.append({"system": system, "workload": cfg.workload, "gpus": cfg.workers,
@@ -248,7 +270,12 @@ def run_real_bench(
     if "saga" in cfg.systems and "vllm" in cfg.systems:
         doc["comparison"] = compare(runs, {cfg.workload: results}, (cfg.workload,))
     if cfg.fit_profile is not None:
-        doc["sim_vs_real"] = _fit_and_replay(cfg, tasks, results, probes)
+        doc["sim_vs_real"] = _fit_and_replay(cfg, tasks, results, timings[cfg.systems[0]])
+    elif cfg.check_profile is not None:
+        doc["sim_vs_real"] = {
+            "profile": asdict(cfg.check_profile),
+            "systems": sim_vs_real(tasks, results, cfg.check_profile, shares),
+        }
     return doc, results
 
 
@@ -256,25 +283,30 @@ def _fit_and_replay(
     cfg: RealBenchConfig,
     tasks: list[Task],
     results: dict[str, SimResult],
-    probes: dict[str, dict[str, float]],
+    timings: list[CallTiming],
 ) -> dict[str, Any]:
+    """Fit on the first system's run only: the others' errors are a check on data
+    the fit never saw."""
     assert cfg.fit_profile is not None
-    rates = [p["prefill_tokens_per_s"] for p in probes.values() if p["recompute_s"] > 0]
-    profile = fit_profile(
+    fitted_on = cfg.systems[0]
+    fitted = fit(timings)
+    profile = fitted.profile(
         name=cfg.fit_profile.stem,
-        runs=list(results.values()),
-        prefill_tokens_per_s=statistics.fmean(rates),
         kv_tokens=cfg.kv_tokens // BLOCK_SIZE * BLOCK_SIZE,
         block_tokens=BLOCK_SIZE,
         max_batch=cfg.max_num_seqs,
         description=(
-            f"vLLM-CPU {cfg.workers} workers on this machine, generated Llama hidden "
-            f"{cfg.model.hidden} x {cfg.model.layers} layers; fitted by saga-hpc bench --real "
-            f"--fit-profile from {cfg.workload} seed {cfg.seed}, {len(tasks)} tasks"
+            f"vLLM-CPU, {cfg.workers} workers on the 2-core test machine, generated Llama "
+            f"hidden {cfg.model.hidden} x {cfg.model.layers} layers; fitted by saga-hpc bench "
+            f"--real --fit-profile to the {fitted_on} run's {fitted.calls} calls "
+            f"({cfg.workload} seed {cfg.seed}, {len(tasks)} tasks, tool scale "
+            f"{cfg.scale.tool_scale}, {cfg.kv_tokens} KV tokens per worker)"
         ),
     )
     cfg.fit_profile.write_text(json.dumps(asdict(profile), indent=2) + "\n")
     return {
+        "fitted_on": fitted_on,
+        "fit": asdict(fitted),
         "profile": asdict(profile),
         "systems": sim_vs_real(tasks, results, profile, dict(cfg.tenants)),
     }

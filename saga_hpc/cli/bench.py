@@ -36,10 +36,13 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "--burst",
         type=float,
         default=1.0,
-        help="mean tasks one job starts at once (default 1: Poisson arrivals; "
-        "docs/workloads.md)",
+        help="mean tasks one job starts at once (default 1: Poisson arrivals; docs/workloads.md)",
     )
-    p.add_argument("--profile", default="h100-llama3-8b", help="GPU profile name or JSON path")
+    p.add_argument(
+        "--profile",
+        help="GPU profile name or JSON path (default h100-llama3-8b; with --real: replay the "
+        "trace in the simulator with it and report its TCT error per system)",
+    )
     p.add_argument("--json", type=Path, help="write the result document here")
     p.add_argument("--plots", type=Path, help="write PNG figures into this directory")
     real = p.add_argument_group("real engines (--real)")
@@ -64,8 +67,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "--fit-profile",
         type=Path,
         metavar="PROFILE.json",
-        help="fit a simulator cost profile to the runs, write it here, replay the trace in the "
-        "simulator and report its TCT error per system",
+        help="fit a simulator cost profile to the first system's run (its ledger's engine "
+        "timings), write it here, replay the trace in the simulator and report its TCT error "
+        "per system",
     )
     real.add_argument(
         "--prefill-tokens-per-s",
@@ -94,12 +98,15 @@ def parse_list(text: str, known: set[str], what: str) -> tuple[str, ...]:
 
 def check_outputs(args: argparse.Namespace) -> None:
     """Fail before a long run, not after it, when its outputs cannot be written."""
-    json_path: Path | None = args.json
-    if json_path is not None:
-        if json_path.is_dir():
-            raise UsageError(f"--json {json_path}: is a directory")
-        if not json_path.parent.is_dir() or not os.access(json_path.parent, os.W_OK):
-            raise UsageError(f"--json {json_path}: no writable directory {json_path.parent}")
+    for flag in ("json", "fit_profile"):
+        path: Path | None = getattr(args, flag, None)
+        if path is None:
+            continue
+        option = "--" + flag.replace("_", "-")
+        if path.is_dir():
+            raise UsageError(f"{option} {path}: is a directory")
+        if not path.parent.is_dir() or not os.access(path.parent, os.W_OK):
+            raise UsageError(f"{option} {path}: no writable directory {path.parent}")
     plots: Path | None = getattr(args, "plots", None)
     if plots is not None:
         try:
@@ -122,7 +129,7 @@ def _bench(args: argparse.Namespace) -> int:
     if not args.burst >= 1:
         raise UsageError(f"--burst {args.burst}: mean tasks per job must be at least 1")
     try:
-        profile = load_profile(args.profile)
+        profile = load_profile(args.profile or "h100-llama3-8b")
     except ValueError as exc:
         raise UsageError(str(exc)) from exc
     cfg = BenchConfig(
@@ -160,6 +167,16 @@ def _real(args: argparse.Namespace) -> int:
         raise UsageError("--real runs one workload at a time (--workload swe-bench)")
     if min(args.workers, args.tasks, args.rate, args.kv_tokens, args.tool_scale) <= 0:
         raise UsageError("--workers, --tasks, --rate, --kv-tokens, --tool-scale must be positive")
+    if args.profile and args.fit_profile:
+        raise UsageError("--real takes --profile (check a profile) or --fit-profile, not both")
+    check = None
+    if args.profile:
+        from saga_hpc.sim.profile import load_profile
+
+        try:
+            check = load_profile(args.profile)
+        except ValueError as exc:
+            raise UsageError(str(exc)) from exc
     cfg = RealBenchConfig(
         model_dir=args.model_dir,
         run_dir=args.run_dir,
@@ -171,6 +188,7 @@ def _real(args: argparse.Namespace) -> int:
         kv_tokens=args.kv_tokens,
         prefill_tokens_per_s=args.prefill_tokens_per_s,
         fit_profile=args.fit_profile,
+        check_profile=check,
     )
     doc, _ = run_real_bench(cfg, progress=lambda s: print(s, file=sys.stderr, flush=True))
     print(table(doc))
@@ -183,10 +201,22 @@ def _real(args: argparse.Namespace) -> int:
             f"recomputing a {doc['config']['probe_tokens']}-token prefix costs "
             f"{p['recompute_s']:.3f} s here (measured before the {system} run)"
         )
-    for system, e in doc.get("sim_vs_real", {}).get("systems", {}).items():
+    check = doc.get("sim_vs_real", {})
+    if "fit" in check:
+        f = check["fit"]
+        print(
+            f"profile fitted to the {check['fitted_on']} run ({f['calls']} calls): prefill "
+            f"{f['prefill_tokens_per_s']:.0f} tokens/s, decode step "
+            f"{1000 * f['decode_step_s']:.1f} ms + {1000 * f['decode_step_per_seq_s']:.1f} ms "
+            f"per further sequence, {1000 * f['call_overhead_s']:.0f} ms per call outside "
+            f"the engine"
+        )
+    for system, e in check.get("systems", {}).items():
+        seen = " (fitted on this run)" if check.get("fitted_on") == system else ""
         print(
             f"simulator vs real, {system}: TCT mean {e['tct_mean_sim_s']:.2f} s vs "
-            f"{e['tct_mean_real_s']:.2f} s ({100 * e['tct_mean_error']:+.1f}%)"
+            f"{e['tct_mean_real_s']:.2f} s ({100 * e['tct_mean_error']:+.1f}%), hit rate "
+            f"{e['kv_hit_rate_sim']:.3f} vs {e['kv_hit_rate_real']:.3f}{seen}"
         )
     if args.json:
         args.json.write_text(json.dumps(doc, indent=2, allow_nan=True) + "\n")

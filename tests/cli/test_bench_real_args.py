@@ -15,6 +15,9 @@ from tests.cli.test_cli import run
         (["--kv-tokens", "-5"], "must be positive"),
         (["--systems", "vllm,teleport"], "unknown system teleport"),
         (["--workload", "chess"], "unknown workload chess"),
+        (["--profile", "cpu-tiny", "--fit-profile", "p.json"], "not both"),
+        (["--profile", "no-such-gpu"], "no GPU profile 'no-such-gpu'"),
+        (["--fit-profile", "/no/such/dir/p.json"], "--fit-profile /no/such/dir/p.json"),
     ],
 )
 def test_bad_real_bench_input_exits_2_with_one_line(
