@@ -14,9 +14,19 @@ order is the policy:
   oracle over the trace (the offline optimum's order; simulator only).
 
 An entry's rank is fixed while it sits in the heap: every change (a call
-finishing, a hint, a release, a waiting call) re-pushes it with a new
-version, and stale slots are skipped; a rank found different when an entry
-reaches the top is pushed again. Every operation is O(log n) amortised.
+finishing, a hint, a release, a waiting call) gives it a new version, and
+stale slots are skipped; a rank found different when an entry reaches the
+top is pushed again. Every operation is O(log n) amortised.
+
+Most changes are superseded before anything is evicted (a finishing call's
+entry gets a Retain right after; a returning workflow's entry is pinned as
+its call starts), so for the policies whose rank changes only through pool
+events (`lru`, `ttl`, `aeg`: a hint lapsing is one, applied at its expiry)
+a changed entry is queued and pushed once, with the rank it has then, when
+an eviction next needs the heap: the slot the last change would have pushed,
+without the others. Slots gone stale are swept out when they outnumber the
+entries. `belady` ranks by an oracle that moves on its own, so its stored
+ranks are a snapshot the eviction order depends on: it pushes at once.
 """
 
 from __future__ import annotations
@@ -41,6 +51,7 @@ class _Entry:
     shared: bool = False  # a prefix many workflows start with (system prompt)
     dead: bool = False  # its workflow ended: cached but useless
     version: int = 0
+    queued: bool = False  # changed since its last heap slot: pushed before the next eviction
 
 
 @fast_init
@@ -76,6 +87,10 @@ class KVPool:
         self._rank: Callable[[_Entry, float], tuple[float, float]] = getattr(
             self, f"_rank_{policy}"
         )
+        # Entries changed since their last slot, pushed when an eviction needs the heap
+        # (every policy but belady, whose oracle rank must be taken when it changes).
+        self._deferred = policy != "belady"
+        self._queued: list[_Entry] = []
         self._expiries: list[tuple[float, str]] = []  # (hint until, key): re-rank when it lapses
         self.evicted_blocks = 0
         self.dead_blocks = 0  # cached blocks of ended workflows (memory not doing useful work)
@@ -240,8 +255,47 @@ class KVPool:
 
     def _push(self, e: _Entry, now: float) -> None:
         e.version += 1
+        if self._deferred:
+            if not e.queued:
+                e.queued = True
+                self._queued.append(e)
+            return
         rank, tie = self._rank(e, now)
         heapq.heappush(self._heap, (rank, tie, e.version, e.key))
+
+    def _flush(self, exclude: tuple[str | None, ...], now: float) -> None:
+        """Push the queued entries' slots, as their last change would have (the
+        rank of lru/ttl/aeg is the same now as then: hints that lapsed since were
+        re-queued by their expiry). An excluded entry cannot be evicted by this
+        call and stays queued. Then sweep stale slots out if they dominate."""
+        heap, entries, rank = self._heap, self.entries, self._rank
+        keep: list[_Entry] = []
+        for e in self._queued:
+            if e.refs or entries.get(e.key) is not e:
+                e.queued = False  # pinned (re-queued when it ends) or evicted
+            elif e.key in exclude:
+                keep.append(e)
+            else:
+                e.queued = False
+                r, tie = rank(e, now)
+                heapq.heappush(heap, (r, tie, e.version, e.key))
+        self._queued = keep
+        if len(heap) > 2 * len(entries) + 64:
+            self._sweep()
+
+    def _sweep(self) -> None:
+        """Drop the heap's stale slots. Pops would skip them anyway; a stale slot
+        that would later match a re-created entry's version is checked against
+        its rank when popped and re-pushed as the live slot it duplicates, so
+        dropping it changes no eviction (non-volatile ranks only)."""
+        entries = self.entries
+        live = []
+        for slot in self._heap:
+            e = entries.get(slot[3])
+            if e is not None and e.version == slot[2] and e.refs == 0:
+                live.append(slot)
+        heapq.heapify(live)
+        self._heap = live
 
     def _make_room(self, blocks: int, exclude: tuple[str | None, ...], now: float) -> bool:
         if blocks <= self.capacity - self.used:
@@ -253,6 +307,8 @@ class KVPool:
                 self._push(e, now)
         if blocks > self.capacity - self.pinned:
             return False
+        if self._deferred:
+            self._flush(exclude, now)
         skipped: list[tuple[float, float, int, str]] = []
         heap, entries = self._heap, self.entries
         while self.capacity - self.used < blocks and heap:

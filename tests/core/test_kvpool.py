@@ -98,3 +98,49 @@ def test_bad_policy() -> None:
         KVPool(10, "random")
     with pytest.raises(ValueError, match="oracle"):
         KVPool(10, "belady")
+
+
+def _random_ops(pool: KVPool, seed: int) -> list[tuple[str, ...]]:
+    """Drive a pool through calls, hints and waits of many workflows; what it holds
+    after every admission is the trace."""
+    import random
+
+    rng = random.Random(seed)
+    running: set[str] = set()
+    trace: list[tuple[str, ...]] = []
+    now = 0.0
+    for _ in range(3000):
+        now += rng.choice((0.0, 0.25, 1.0))  # equal times too: ties in rank
+        key = f"wf{rng.randrange(40)}"
+        op = rng.random()
+        if key in running:
+            pool.finish(key, now, shared_key="sys")
+            running.discard(key)
+            if op < 0.6:
+                pool.retain(key, now + rng.choice((0.5, 2.0, 8.0)), rng.choice((0.1, 0.5)), now)
+            elif op < 0.7:
+                pool.release(key, now)
+        elif op < 0.15:
+            pool.want(key, now)
+        elif op < 0.2:
+            pool.unwant(key, now)
+        else:
+            keep = pool.cached(key)
+            adm = pool.admit(key, keep, keep + rng.randrange(1, 12), now, "sys", 3)
+            if adm is not None:
+                running.add(key)
+            trace.append(tuple(sorted(f"{k}:{e.blocks}" for k, e in pool.entries.items())))
+    return trace
+
+
+@pytest.mark.parametrize("policy", ["lru", "ttl", "aeg"])
+@pytest.mark.parametrize("capacity", [60, 200])
+def test_deferred_ranking_evicts_as_pushing_every_change(policy: str, capacity: int) -> None:
+    """A changed entry is pushed once, before the next eviction, instead of at every
+    change: the same contexts are evicted in the same order (equal ranks included),
+    and stale slots are swept out of the heap."""
+    deferred, eager = KVPool(capacity, policy), KVPool(capacity, policy)
+    eager._deferred = False  # the plain order: every change pushed at once
+    assert _random_ops(deferred, 7) == _random_ops(eager, 7)
+    assert deferred.evicted_blocks == eager.evicted_blocks > 0
+    assert len(deferred._heap) <= 2 * len(deferred.entries) + 64
