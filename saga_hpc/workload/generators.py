@@ -33,33 +33,68 @@ MAX_OBSERVATION_TOKENS = 16_000
 MAX_CONTEXT_TOKENS = 128_000  # Llama-3.1-8B-class context window
 
 
-def _lognormal(rng: random.Random, median: float, p90: float) -> float:
-    sigma = math.log(p90 / median) / 1.2816
-    return rng.lognormvariate(math.log(median), sigma)
+def _lognormal_params(median: float, p90: float) -> tuple[float, float]:
+    """(mu, sigma) of the normal whose exponential has this median and p90."""
+    return math.log(median), math.log(p90 / median) / 1.2816
+
+
+_TURNS = _lognormal_params(29, 58)
+_NEW_TOKENS = _lognormal_params(260, 2000)
+_OUT_TOKENS = _lognormal_params(20, 100)
+_WEB_OUT_TOKENS = _lognormal_params(40, 120)
+
+
+def _lognormal(random: Callable[[], float], params: tuple[float, float]) -> float:
+    """`Random.lognormvariate(mu, sigma)` for `random = rng.random`: CPython's own
+    steps (Kinderman-Monahan ratio of uniforms in `normalvariate`) inlined, so the
+    same draws give the same numbers with one call instead of three; a trace of
+    millions of turns spends most of its time here."""
+    mu, sigma = params
+    while True:
+        u1 = random()
+        u2 = 1.0 - random()
+        z = _NV_MAGICCONST * (u1 - 0.5) / u2
+        if z * z / 4.0 <= -_log(u2):
+            return _exp(mu + z * sigma)
+
+
+_NV_MAGICCONST = 4 * math.exp(-0.5) / math.sqrt(2.0)  # random.NV_MAGICCONST
+_log, _exp = math.log, math.exp
+
+
+def _choice(getrandbits: Callable[[int], int], seq: Sequence[str]) -> str:
+    """`Random.choice(seq)` for `getrandbits = rng.getrandbits`, CPython's steps
+    (`_randbelow_with_getrandbits`) inlined as `_lognormal` is."""
+    n = len(seq)
+    k = n.bit_length()
+    r = getrandbits(k)
+    while r >= n:
+        r = getrandbits(k)
+    return seq[r]
 
 
 def swe_bench_task(
     rng: random.Random, task_id: str, tenant: str, arrival_s: float, system_tokens: int
 ) -> Task:
-    turns = max(2, min(120, round(_lognormal(rng, 29, 58))))
+    random, bits = rng.random, rng.getrandbits
+    turns = max(2, min(120, round(_lognormal(random, _TURNS))))
     steps: list[Step] = []
+    # rng.uniform(a, b) is a + (b - a) * rng.random(), written out below.
     for t in range(turns):
         last = t == turns - 1
-        new = 600 if t == 0 else max(8, round(_lognormal(rng, 260, 2000)))
+        new = 600 if t == 0 else max(8, round(_lognormal(random, _NEW_TOKENS)))
         new = min(new, MAX_OBSERVATION_TOKENS)
-        out = max(1, min(1000, round(_lognormal(rng, 20, 100))))
-        u = rng.random()
+        out = max(1, min(1000, round(_lognormal(random, _OUT_TOKENS))))
+        u = random()
         if last:
             tool, tool_s = None, 0.0
         elif u < 0.03:
-            tool, tool_s = rng.choice(TEST_TOOLS), rng.uniform(10, 60)
+            tool, tool_s = _choice(bits, TEST_TOOLS), 10 + (60 - 10) * random()
         elif u < 0.50:
-            tool, tool_s = rng.choice(CODING_TOOLS), rng.uniform(0.4, 0.6)
+            tool, tool_s = _choice(bits, CODING_TOOLS), 0.4 + (0.6 - 0.4) * random()
         else:
-            tool, tool_s = rng.choice(CODING_TOOLS), rng.uniform(0.0, 0.001)
-        steps.append(
-            Step(keep_tokens=1 << 30, new_tokens=new, output_tokens=out, tool=tool, tool_s=tool_s)
-        )
+            tool, tool_s = _choice(bits, CODING_TOOLS), 0.0 + (0.001 - 0.0) * random()
+        steps.append(Step(1 << 30, new, out, tool, tool_s))
     return Task(
         task_id, tenant, "swe-bench", arrival_s, system_tokens, _fit_context(steps, system_tokens)
     )
@@ -89,7 +124,7 @@ def webarena_task(
     for t in range(turns):
         last = t == turns - 1
         observation = rng.randint(2000, 8000)
-        out = max(5, round(_lognormal(rng, 40, 120)))
+        out = max(5, round(_lognormal(rng.random, _WEB_OUT_TOKENS)))
         # Reused: the system prompt and the action history; the old page is dropped.
         steps.append(
             Step(

@@ -11,7 +11,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from saga_hpc.core.types import fast_init
 
+
+@fast_init  # a trace holds millions of steps
 @dataclass(frozen=True, slots=True)
 class Step:
     keep_tokens: int  # tokens of the previous call's context (prompt + output) reused as prefix
@@ -21,6 +24,7 @@ class Step:
     tool_s: float  # tool latency in seconds (0 on the last step)
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class Task:
     task_id: str

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import random
 import statistics
 from pathlib import Path
 
@@ -127,3 +128,19 @@ def _dispersion(tasks: list[Task]) -> float:
 def test_burst_below_one_is_refused() -> None:
     with pytest.raises(ValueError, match="burst"):
         generate("swe-bench", rate_per_s=1.0, duration_s=10, seed=0, burst=0.5)
+
+
+def test_inlined_draws_match_the_random_module() -> None:
+    """The generators draw lognormals and choices with CPython's own steps inlined;
+    the numbers must be those of `Random.lognormvariate` and `Random.choice`, or
+    every trace of a seed would change."""
+    from saga_hpc.workload.generators import _choice, _lognormal, _lognormal_params
+
+    ours, theirs = random.Random(5), random.Random(5)
+    for median, p90 in ((29, 58), (260, 2000), (20, 100)):
+        mu, sigma = _lognormal_params(median, p90)
+        for _ in range(2000):
+            assert _lognormal(ours.random, (mu, sigma)) == theirs.lognormvariate(mu, sigma)
+    for seq in (("a", "b"), ("a", "b", "c", "d", "e"), ("x",)):
+        for _ in range(500):
+            assert _choice(ours.getrandbits, seq) == theirs.choice(seq)
