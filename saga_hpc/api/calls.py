@@ -203,9 +203,9 @@ class CallRun:
                     if self.req.include_usage:
                         yield self._sse(self._usage_chunk(event))
                     break
-                else:
-                    body = error_body(_failure(event).status, _failure(event).message)
-                    yield self._sse(body)
+                else:  # the status line went out already: the code says whether to retry
+                    err = _failure(event)
+                    yield self._sse(error_body(err.status, err.message, code=err.code))
                     break
                 event = await self.next_event()
             yield "data: [DONE]\n\n"

@@ -88,7 +88,24 @@ class HeadMetrics:
             ["worker"],
             registry=r,
         )
+        self.worker_up = Gauge(
+            "saga_worker_up",
+            "1 while the worker heartbeats, 0 once it is declared dead or has left",
+            ["worker"],
+            registry=r,
+        )
         self.worker_deaths = Counter("saga_worker_deaths", "Workers declared dead", registry=r)
+        self.requeued = Counter(
+            "saga_requeued_calls",
+            "Calls run again on another worker because theirs died before streaming a token",
+            registry=r,
+        )
+        self.interrupted = Counter(
+            "saga_interrupted_calls",
+            "Calls answered with a retryable error because their worker died "
+            "(tokens already streamed, out of attempts, or no worker left)",
+            registry=r,
+        )
         self.rejected = Counter(
             "saga_rejected_requests", "Requests answered 4xx", ["status"], registry=r
         )
@@ -97,11 +114,16 @@ class HeadMetrics:
 
     def worker_started(self, info: Register) -> None:
         self.workers_alive.inc()
+        self.worker_up.labels(info.worker_id).set(1)
         self.engine_start.labels(info.worker_id).set(info.engine_start_s)
 
-    def worker_died(self) -> None:
-        self.workers_alive.dec()
+    def worker_died(self, worker_id: str) -> None:
+        self.worker_left(worker_id)
         self.worker_deaths.inc()
+
+    def worker_left(self, worker_id: str) -> None:
+        self.workers_alive.dec()
+        self.worker_up.labels(worker_id).set(0)
 
     def observe_call(self, ctx: CallContext, done: Done, overhead_s: float) -> None:
         account = ctx.principal.account

@@ -46,6 +46,8 @@ from saga_hpc.store.store import CallRecord, Store
 
 log = logging.getLogger("saga_hpc.head")
 
+NO_WORKER = "no worker is alive to run it (all died or left)"
+
 
 @dataclass(frozen=True)
 class HeadSettings:
@@ -279,7 +281,8 @@ class HeadService:
                 self._apply(self.scheduler.remove_worker(msg.worker_id, now))
                 gone = self.registry.remove(msg.worker_id)
                 if gone is not None and gone.alive:
-                    self.metrics.workers_alive.dec()
+                    self.metrics.worker_left(msg.worker_id)
+                self._fail_if_no_worker(now)
                 self._byes.put_nowait(msg.worker_id)
             case _:
                 log.error("unexpected %s from a worker", type(msg).__name__)
@@ -299,7 +302,7 @@ class HeadService:
                 log.warning(
                     "worker %s silent for %.1f s: marked dead", dead.worker_id, now - dead.last_seen
                 )
-                self.metrics.worker_died()
+                self.metrics.worker_died(dead.worker_id)
                 self._requeue_from(dead.worker_id, now)
             self._apply(self.scheduler.tick(now))
 
@@ -312,6 +315,7 @@ class HeadService:
                 # would duplicate them, so the client retries the whole call.
                 self.calls.pop(ctx.call_id)
                 self._apply(self.scheduler.fail(ctx.call_id, now))
+                self.metrics.interrupted.inc()
                 ctx.events.put_nowait(
                     Failed(ctx.call_id, f"worker {worker_id} died mid-call", True)
                 )
@@ -319,7 +323,21 @@ class HeadService:
                 ctx.worker_id = None
                 ctx.queued_at = now
                 ctx.streamed_tokens = 0
+                self.metrics.requeued.inc()
         self._apply(self.scheduler.remove_worker(worker_id, now))
+        self._fail_if_no_worker(now)
+
+    def _fail_if_no_worker(self, now: float) -> None:
+        """The last worker is gone: the calls still waiting would wait for one that
+        may never come (MPI cannot add ranks to a running job), so the clients
+        retry instead (the API refuses new calls meanwhile)."""
+        if self.registry.alive():
+            return
+        for ctx in list(self.calls.values()):
+            del self.calls[ctx.call_id]
+            self._apply(self.scheduler.fail(ctx.call_id, now))
+            self.metrics.interrupted.inc()
+            ctx.events.put_nowait(Failed(ctx.call_id, NO_WORKER, True))
 
     async def _send(self, identity: bytes, msg: Message) -> None:
         try:
