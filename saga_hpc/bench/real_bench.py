@@ -13,6 +13,7 @@ JSON document (`sim_bench`), with the measured costs under `config`.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import random
 import time
@@ -272,9 +273,16 @@ def run_real_bench(
     if cfg.fit_profile is not None:
         doc["sim_vs_real"] = _fit_and_replay(cfg, tasks, results, timings[cfg.systems[0]])
     elif cfg.check_profile is not None:
+        # The profile's costs, this run's pool: the simulated GPUs are the workers.
+        profile = dataclasses.replace(
+            cfg.check_profile,
+            kv_tokens=cfg.kv_tokens // BLOCK_SIZE * BLOCK_SIZE,
+            block_tokens=BLOCK_SIZE,
+            max_batch=cfg.max_num_seqs,
+        )
         doc["sim_vs_real"] = {
-            "profile": asdict(cfg.check_profile),
-            "systems": sim_vs_real(tasks, results, cfg.check_profile, shares),
+            "profile": asdict(profile),
+            "systems": sim_vs_real(tasks, results, profile, shares),
         }
     return doc, results
 
