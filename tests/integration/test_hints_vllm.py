@@ -17,6 +17,7 @@ import pytest
 
 from saga_hpc.client.service import ServiceProcess
 from saga_hpc.model.tiny import WORDS
+from saga_hpc.store.store import Store
 from saga_hpc.worker.engine import EngineSettings
 from tests.support.store import store_with_key
 
@@ -73,6 +74,15 @@ def returning_call(system: str, model: Path, run_dir: Path) -> tuple[int, int]:
         _, cached, _ = call(client, "wf-a", a, {"X-Saga-Workflow-End": "true"})
         log = svc.log_tail(400)
     assert "Traceback" not in log, log
+    # Each call's time inside the engine, from vLLM's own stats, reached the
+    # ledger (what `saga-hpc fit-profile` fits the simulator to).
+    store = Store.open(db)
+    calls = store.list_calls()
+    store.close()
+    assert len(calls) == 5
+    for c in calls:
+        assert c.engine_queue_s is not None and c.decode_s is not None, c
+        assert c.prefill_s is not None and 0 < c.prefill_s < c.worker_time_s, c
     return first, cached
 
 
