@@ -246,9 +246,16 @@ def settle_gc() -> None:
     head's CPU and the whole of its added-latency p99 (docs/reliability.md,
     "Load"). Frozen, they are never scanned again; what the head allocates
     per call is still collected.
+
+    A call allocates ~100 tracked objects, most dead by its end. With the
+    default 700-allocation young generation, objects of the calls in flight
+    were promoted at every collection and full collections still came every
+    few hundred calls; 10,000 lets most die young and halves the collector's
+    CPU (pauses: young ~2 ms, middle ~30 ms).
     """
     gc.collect()
     gc.freeze()
+    gc.set_threshold(10_000, 10, 10)
 
 
 class _NotReady(RuntimeError):
