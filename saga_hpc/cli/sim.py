@@ -29,8 +29,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "--burst",
         type=float,
         default=1.0,
-        help="mean tasks one job starts at once (default 1: Poisson arrivals; "
-        "docs/workloads.md)",
+        help="mean tasks one job starts at once (default 1: Poisson arrivals; docs/workloads.md)",
     )
     p.add_argument("--profile", default="h100-llama3-8b")
     p.add_argument("--json", action="store_true", help="print the metrics as JSON")

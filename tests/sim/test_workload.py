@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import random
 import statistics
@@ -114,7 +115,7 @@ def test_bursty_arrivals_keep_the_mean_rate_and_come_in_one_tenant_jobs() -> Non
     assert _dispersion(bursty) > 10 * _dispersion(poisson)
     # Neighbours mostly belong to the same job, hence the same tenant (Poisson
     # neighbours share one by chance: 0.75^2 + 0.25^2 = 0.625).
-    same = sum(a.tenant == b.tenant for a, b in zip(bursty, bursty[1:])) / (len(bursty) - 1)
+    same = sum(a.tenant == b.tenant for a, b in itertools.pairwise(bursty)) / (len(bursty) - 1)
     assert same > 0.85
 
 
