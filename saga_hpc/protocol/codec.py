@@ -81,7 +81,11 @@ def _conforms(value: Any, hint: Any) -> bool:
         return isinstance(value, int) and not isinstance(value, bool)
     if origin is list:
         (item,) = typing.get_args(hint)
-        return isinstance(value, list) and all(_conforms(v, item) for v in value)
+        if not isinstance(value, list):
+            return False
+        if item is int:  # prompt token ids: thousands per Submit, one C-speed pass
+            return all(type(v) is int for v in value) or all(_conforms(v, int) for v in value)
+        return all(_conforms(v, item) for v in value)
     if origin is tuple:
         args = typing.get_args(hint)
         return (

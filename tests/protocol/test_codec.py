@@ -95,6 +95,22 @@ def _frame(**body: object) -> bytes:
     return msgpack.packb(body, use_bin_type=True)
 
 
+def _submit_frame(ids: list[object]) -> bytes:
+    fields = {
+        "call_id": "c",
+        "workflow_id": "wf",
+        "prompt_token_ids": ids,
+        "max_tokens": 1,
+        "temperature": 0.0,
+        "top_p": 1.0,
+        "seed": None,
+        "stop": [],
+        "priority": 0,
+        "cache_salt": "s",
+    }
+    return _frame(v=PROTOCOL_VERSION, t="submit", **fields)
+
+
 @pytest.mark.parametrize(
     ("frame", "error"),
     [
@@ -112,6 +128,10 @@ def _frame(**body: object) -> bytes:
         (
             _frame(v=PROTOCOL_VERSION, t="hints", retain=[["wf", "soon", 1.0]], release=[]),
             "bad value",
+        ),
+        *(
+            (_submit_frame(ids), "Submit.prompt_token_ids: bad value")
+            for ids in ([1, True, 3], [1, 2.0], [1, "2"], [None])
         ),
     ],
 )
