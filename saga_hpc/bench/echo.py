@@ -3,9 +3,9 @@
 For measuring and testing the head itself (auth, validation, streaming shape,
 load, crashes) where vLLM would only add its own time: every call returns
 `max_tokens` tokens of "tok " after `delay_s` per token, streamed as a `Tokens`
-frame every `stream_every` tokens. Prefix caching is emulated per cache salt
-at block granularity, so isolation logic can be checked cheaply; the
-real-engine tests check the same with vLLM.
+frame every `stream_every` tokens (it sleeps once per frame). Prefix caching
+is emulated per cache salt at block granularity, so isolation logic can be
+checked cheaply; the real-engine tests check the same with vLLM.
 
 `python -m saga_hpc.bench.echo ENDPOINT --workers N` runs N of them in one
 process, which exits when its parent does.
@@ -135,12 +135,17 @@ class EchoWorker:
         t0 = time.monotonic()
         cached = self._cached(msg)
         with contextlib.suppress(asyncio.CancelledError):
-            for i in range(msg.max_tokens):
+            made = 0
+            while made < msg.max_tokens:
+                # One sleep per frame, not per token: the same engine time, and the
+                # echo's own CPU (a timer per token) no longer crowds the head's cores.
+                step = min(self.stream_every, msg.max_tokens - made)
                 if self.delay_s:
-                    await asyncio.sleep(self.delay_s)
-                if (i + 1) % self.stream_every == 0:
+                    await asyncio.sleep(self.delay_s * step)
+                made += step
+                if step == self.stream_every:  # a full frame; the rest comes with Done
                     await self.sock.send(
-                        encode(Tokens(call_id=msg.call_id, text="tok ", output_tokens=i + 1))
+                        encode(Tokens(call_id=msg.call_id, text="tok " * step, output_tokens=made))
                     )
             await self.sock.send(
                 encode(
