@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Table, func, insert, select, update
+from sqlalchemy import Table, bindparam, func, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -137,13 +137,17 @@ def open_workflows(s: Session, opens: Sequence[WorkflowOpen]) -> list[str]:
 
 
 def finish_workflows(s: Session, finishes: Sequence[tuple[str, float]]) -> None:
-    """Mark workflows finished (the first finish time stays)."""
-    for workflow_id, at in finishes:
-        s.execute(
-            update(Workflow)
-            .where(Workflow.id == workflow_id, Workflow.finished_at.is_(None))
-            .values(finished_at=at)
-        )
+    """Mark workflows finished (the first finish time stays): one statement run
+    for every row (executemany), not one compiled statement per workflow."""
+    if not finishes:
+        return
+    wf = _table(Workflow)
+    stmt = (
+        update(wf)
+        .where(wf.c.id == bindparam("wf_id"), wf.c.finished_at.is_(None))
+        .values(finished_at=bindparam("wf_at"))
+    )
+    s.execute(stmt, [{"wf_id": w, "wf_at": at} for w, at in finishes])
 
 
 def insert_ignore(s: Session, table: Any, rows: list[dict[str, Any]]) -> None:

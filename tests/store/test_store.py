@@ -9,7 +9,7 @@ import pytest
 from sqlalchemy import text
 
 from saga_hpc.errors import Forbidden, NotFound
-from saga_hpc.store.store import CallRecord, Store
+from saga_hpc.store.store import CallRecord, LedgerBatch, Store, WorkflowOpen
 
 
 def rec(
@@ -196,3 +196,12 @@ def test_concurrent_record_calls_lose_nothing(store: Store) -> None:
     assert store.count_calls() == 120
     assert sum(u.calls for u in store.account_usage()) == 120
     assert len(store.workflow_story("wf-t3").edges) == 14
+
+
+def test_finishes_in_one_batch_keep_each_workflows_first_finish(store: Store) -> None:
+    opens = [WorkflowOpen(wf, "physics", "alice", 1.0) for wf in ("wa", "wb", "wc")]
+    store.write_batch(LedgerBatch(opens=opens))
+    store.write_batch(LedgerBatch(finishes=[("wa", 10.0), ("wb", 11.0), ("wa", 12.0)]))
+    store.finish_workflow("wa", 20.0)
+    finished = {wf: store.get_workflow(wf).finished_at for wf in ("wa", "wb", "wc")}  # type: ignore[union-attr]
+    assert finished == {"wa": 10.0, "wb": 11.0, "wc": None}
