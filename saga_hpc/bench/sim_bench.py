@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -115,42 +115,46 @@ def _metric(runs: list[dict[str, Any]], system: str, workload: str, key: str) ->
     return float(run["metrics"][key])
 
 
-def _geomean(xs: list[float]) -> float:
+def geomean(xs: list[float]) -> float:
     xs = [x for x in xs if x > 0 and math.isfinite(x)]
     return math.exp(sum(math.log(x) for x in xs) / len(xs)) if xs else math.nan
+
+
+def paired_tct_test(saga: Mapping[str, float], vllm: Mapping[str, float]) -> dict[str, float]:
+    """Paired Wilcoxon signed-rank test of task -> TCT under each system (the same tasks)."""
+    from scipy.stats import wilcoxon
+
+    common = sorted(set(saga) & set(vllm))
+    diffs = [vllm[t] - saga[t] for t in common]
+    p = float(wilcoxon(diffs).pvalue) if len(common) > 10 and any(diffs) else math.nan
+    return {
+        "tasks": len(common),
+        "wilcoxon_p": p,
+        "saga_faster_share": sum(d > 0 for d in diffs) / len(diffs) if diffs else math.nan,
+    }
 
 
 def compare(
     runs: list[dict[str, Any]], results: dict[str, dict[str, SimResult]], workloads: tuple[str, ...]
 ) -> dict[str, Any]:
-    from scipy.stats import wilcoxon
-
     def ratio(key: str, saga_over_vllm: bool) -> float:
         vals = []
         for w in workloads:
             s, v = _metric(runs, "saga", w, key), _metric(runs, "vllm", w, key)
             num, den = (s, v) if saga_over_vllm else (v, s)
             vals.append(num / den if den else math.nan)  # e.g. KV use not sampled
-        return _geomean(vals)
+        return geomean(vals)
 
-    tests = {}
-    for w in workloads:
-        saga, vllm = results[w]["saga"].tct_s, results[w]["vllm"].tct_s
-        common = sorted(set(saga) & set(vllm))
-        diffs = [vllm[t] - saga[t] for t in common]
-        p = float(wilcoxon(diffs).pvalue) if len(common) > 10 and any(diffs) else math.nan
-        tests[w] = {
-            "tasks": len(common),
-            "wilcoxon_p": p,
-            "saga_faster_share": sum(d > 0 for d in diffs) / len(diffs) if diffs else math.nan,
-        }
+    tests = {
+        w: paired_tct_test(results[w]["saga"].tct_s, results[w]["vllm"].tct_s) for w in workloads
+    }
     return {
         "tct_mean_ratio_vllm_over_saga": ratio("tct_mean_s", False),
         "peak_throughput_ratio_saga_over_vllm": ratio("peak_output_throughput", True),
         "output_throughput_ratio_saga_over_vllm": ratio("output_throughput", True),
         "kv_mem_util_ratio_saga_over_vllm": ratio("kv_mem_util", True),
         "saga_slo_attainment": min(_metric(runs, "saga", w, "slo_attainment") for w in workloads),
-        "saga_belady_miss_ratio": _geomean(
+        "saga_belady_miss_ratio": geomean(
             [_metric(runs, "saga", w, "belady_miss_ratio") for w in workloads]
         ),
         "paired_tct_test": tests,
@@ -173,17 +177,21 @@ def table(doc: dict[str, Any]) -> str:
         ("jain_index", "Jain", "{:9.3f}"),
     )
     lines = [f"{'workload':10s} {'system':14s} " + " ".join(f"{h:>9s}" for _, h, _ in cols)]
+    repeated = doc["config"].get("repeat", 1) > 1
     for r in doc["runs"]:
         m = r["metrics"]
+        name = f"{r['system']} r{r['round']}" if repeated else r["system"]
         lines.append(
-            f"{r['workload']:10s} {r['system']:14s} "
+            f"{r['workload']:10s} {name:14s} "
             + " ".join(f.format(m.get(k, math.nan)) for k, _, f in cols)
         )
     c = doc.get("comparison")
     if c:
         lines += [
             "",
-            "saga vs vllm (geomean over workloads):",
+            f"saga vs vllm (pooled over {c['rounds']['n']} rounds):"
+            if "rounds" in c
+            else "saga vs vllm (geomean over workloads):",
             f"  TCT mean ratio vllm/saga      {c['tct_mean_ratio_vllm_over_saga']:.3f}",
             f"  peak throughput saga/vllm     {c['peak_throughput_ratio_saga_over_vllm']:.3f}",
             f"  KV memory utilisation ratio   {c['kv_mem_util_ratio_saga_over_vllm']:.3f}",

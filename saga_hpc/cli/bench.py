@@ -8,6 +8,7 @@ import json
 import os
 import sys
 from pathlib import Path
+from typing import Any
 
 from saga_hpc.errors import UsageError
 
@@ -76,6 +77,14 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         type=float,
         help="the heads' prefill rate for steal decisions (default: measured by the first "
         "system's probe, used by the later systems)",
+    )
+    real.add_argument(
+        "--repeat",
+        type=int,
+        default=1,
+        metavar="N",
+        help="run the systems N times on the same trace, alternating which goes first "
+        "(vllm saga, saga vllm, ...), and compare pooled over the rounds (default 1)",
     )
     real.add_argument("--run-dir", type=Path, default=Path("bench-real"), help="logs and stores")
     real.add_argument(
@@ -167,6 +176,8 @@ def _real(args: argparse.Namespace) -> int:
         raise UsageError("--real runs one workload at a time (--workload swe-bench)")
     if min(args.workers, args.tasks, args.rate, args.kv_tokens, args.tool_scale) <= 0:
         raise UsageError("--workers, --tasks, --rate, --kv-tokens, --tool-scale must be positive")
+    if args.repeat < 1:
+        raise UsageError(f"--repeat {args.repeat}: rounds must be at least 1")
     if args.profile and args.fit_profile:
         raise UsageError("--real takes --profile (check a profile) or --fit-profile, not both")
     check = None
@@ -189,17 +200,21 @@ def _real(args: argparse.Namespace) -> int:
         prefill_tokens_per_s=args.prefill_tokens_per_s,
         fit_profile=args.fit_profile,
         check_profile=check,
+        repeat=args.repeat,
     )
     doc, _ = run_real_bench(cfg, progress=lambda s: print(s, file=sys.stderr, flush=True))
     print(table(doc))
     c = doc.get("comparison")
-    if c:
+    if c and "rounds" in c:
+        print(rounds_report(c))
+    elif c:
         hit = {r["system"]: r["metrics"]["kv_hit_rate"] for r in doc["runs"]}
         print(f"  KV hit rate saga - vllm        {100 * (hit['saga'] - hit['vllm']):+.1f} points")
-    for system, p in doc["config"]["probe"].items():
+    for run in doc["runs"]:
+        label = f"{run['system']} round {run['round']}" if args.repeat > 1 else run["system"]
         print(
             f"recomputing a {doc['config']['probe_tokens']}-token prefix costs "
-            f"{p['recompute_s']:.3f} s here (measured before the {system} run)"
+            f"{run['probe']['recompute_s']:.3f} s here (measured before the {label} run)"
         )
     check = doc.get("sim_vs_real", {})
     if "fit" in check:
@@ -221,3 +236,28 @@ def _real(args: argparse.Namespace) -> int:
     if args.json:
         args.json.write_text(json.dumps(doc, indent=2, allow_nan=True) + "\n")
     return 0
+
+
+def rounds_report(c: dict[str, Any]) -> str:
+    """The per-round figures of a repeated `bench --real` and which one is the headline."""
+    rounds = c["rounds"]
+    lines = []
+    for r in rounds["per_round"]:
+        lines.append(
+            f"  round {r['round']} ({r['first']} first): TCT ratio vllm/saga "
+            f"{r['tct_mean_ratio_vllm_over_saga']:.3f} (Wilcoxon p = {r['wilcoxon_p']:.3g}), "
+            f"hit vllm {r['kv_hit_rate']['vllm']:.3f} saga {r['kv_hit_rate']['saga']:.3f} "
+            f"({r['kv_hit_gain_points']:+.1f} points)"
+        )
+    spread = rounds["tct_ratio"]
+    ci = spread["ci95"]
+    interval = f", 95% interval over rounds {ci[0]:.3f}-{ci[1]:.3f}" if ci else ""
+    lines += [
+        f"  KV hit rate saga - vllm        {rounds['kv_hit_gain_points']:+.1f} points (rounds "
+        f"{rounds['kv_hit_gain_points_min']:+.1f} to {rounds['kv_hit_gain_points_max']:+.1f})",
+        f"headline: TCT mean ratio vllm/saga {c['tct_mean_ratio_vllm_over_saga']:.3f} pooled "
+        f"over {rounds['n']} rounds (rounds {spread['min']:.3f}-{spread['max']:.3f}{interval}; "
+        f"saga faster in {spread['above_1']} of {rounds['n']})",
+        f"  why: {rounds['headline_why']}",
+    ]
+    return "\n".join(lines)

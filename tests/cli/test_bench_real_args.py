@@ -18,6 +18,9 @@ from tests.cli.test_cli import run
         (["--profile", "cpu-tiny", "--fit-profile", "p.json"], "not both"),
         (["--profile", "no-such-gpu"], "no GPU profile 'no-such-gpu'"),
         (["--fit-profile", "/no/such/dir/p.json"], "--fit-profile /no/such/dir/p.json"),
+        (["--repeat", "0"], "--repeat 0: rounds must be at least 1"),
+        (["--repeat", "-2"], "--repeat -2: rounds must be at least 1"),
+        (["--repeat", "two"], "--repeat: invalid int value"),
     ],
 )
 def test_bad_real_bench_input_exits_2_with_one_line(
