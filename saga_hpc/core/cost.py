@@ -30,5 +30,11 @@ class CostModel:
         )
 
     def service(self, prompt_tokens: int, cached_tokens: int, output_tokens: int) -> float:
-        """Service a call consumed, in seconds of one slot; the unit fairness counts in."""
-        return self.call_s(prompt_tokens, cached_tokens, output_tokens)
+        """Service a call consumed, in seconds of one slot; the unit fairness counts in.
+        `call_s` written out (the scheduler charges one per call completed)."""
+        uncached = max(0, prompt_tokens - cached_tokens)
+        return (
+            self.call_overhead_s
+            + uncached / self.prefill_tokens_per_s
+            + output_tokens / self.decode_tokens_per_s
+        )

@@ -32,6 +32,7 @@ ranks are a snapshot the eviction order depends on: it pushes at once.
 from __future__ import annotations
 
 import heapq
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -115,15 +116,17 @@ class KVPool:
         """Start a call whose prompt + output need `total_blocks` beyond the shared
         prefix; the first `keep_blocks` of its own context may be cached. Returns
         None when the blocks cannot be found even after evicting every unpinned entry."""
-        entry = self.entries.get(key) or _Entry(key)
+        entries = self.entries
+        entry = entries.get(key) or _Entry(key)
         own_hit = min(entry.blocks, keep_blocks, total_blocks)
-        shared = self.entries.get(shared_key) if shared_key else None
+        shared = entries.get(shared_key) if shared_key else None
         shared_hit = min(shared.blocks, shared_blocks) if shared is not None else 0
         grow_shared = shared_blocks - shared_hit
         new = (total_blocks - own_hit) + grow_shared
         # Blocks of this entry past the reused prefix are garbage now; free them first.
         freed_here = entry.blocks - own_hit if entry.refs == 0 else 0
-        if not self._make_room(new - freed_here, (key, shared_key), now):
+        need = new - freed_here
+        if need > self.capacity - self.used and not self._make_room(need, (key, shared_key), now):
             return None
         if entry.refs == 0 and entry.blocks:
             self.used -= freed_here
@@ -136,22 +139,23 @@ class KVPool:
         entry.blocks += total_blocks - own_hit
         self.used += total_blocks - own_hit
         self.pinned += total_blocks - own_hit
-        self.entries[key] = entry
+        entries[key] = entry
         if shared_key:
             s = shared or _Entry(shared_key, shared=True)
             self._pin(s)
             s.blocks += grow_shared
             self.used += grow_shared
             self.pinned += grow_shared
-            self.entries[shared_key] = s
+            entries[shared_key] = s
         self.hit_blocks += own_hit + shared_hit
         self.query_blocks += total_blocks + shared_blocks
         return Admission(own_hit + shared_hit, own_hit, new)
 
     def finish(self, key: str, now: float, shared_key: str | None = None) -> None:
         """The call ended: its blocks stay cached, evictable by policy."""
-        for k in (key, shared_key):
-            e = self.entries.get(k) if k else None
+        entries = self.entries
+        for k in (key, shared_key) if shared_key else (key,):
+            e = entries.get(k) if k else None
             if e is None:
                 continue
             e.refs -= 1
@@ -240,7 +244,7 @@ class KVPool:
         if e.wanted:
             return (9.0, e.last_use)
         if e.shared:  # every workflow of the agent reuses it: the highest reuse there is
-            return (2.0, float("inf"))
+            return (2.0, math.inf)
         if e.released:
             return (0.0, e.last_use)
         if e.retain_until > now:

@@ -22,6 +22,8 @@ from collections.abc import Mapping
 from saga_hpc.core.queue import Waiting
 from saga_hpc.core.types import CallSpec
 
+_MAX_PRIORITY = 2**31 - 1  # vLLM's priority is an int32
+
 
 class Ordering:
     """Base: FCFS. Subclasses choose the group of a call and the rank of a group's head."""
@@ -71,6 +73,8 @@ class Vtc(Ordering):
         return (self.counters.get(group, 0.0), head.seq)
 
     def on_enqueue(self, spec: CallSpec, backlogged: Mapping[str, int]) -> None:
+        if not backlogged:  # nobody waits: no counter to lift to (most calls, at submit)
+            return
         tenant = spec.tenant
         if backlogged.get(tenant, 0) == 0:
             # Counter lift: re-enter at the least counter among backlogged tenants.
@@ -86,7 +90,8 @@ class Vtc(Ordering):
         )
 
     def priority(self, spec: CallSpec, head: Waiting | None = None) -> int:
-        return min(int(self.counters.get(spec.tenant, 0.0) * 100), 2**31 - 1)
+        p = int(self.counters.get(spec.tenant, 0.0) * 100)
+        return p if p < _MAX_PRIORITY else _MAX_PRIORITY
 
 
 class Plas(Ordering):

@@ -192,7 +192,8 @@ class Scheduler:
         elif flow.away_tool is not None:
             self.retention.on_return(spec, flow.away_tool, now - flow.left_at, flow.calls)
             flow.away_tool = None
-        decisions = self._place(Waiting(spec, now, self._next_seq()), now, stim)
+        self._seq += 1
+        decisions = self._place(Waiting(spec, now, self._seq), now, stim, flow)
         if self._record_story:
             self._tell(
                 spec.workflow_id,
@@ -305,27 +306,26 @@ class Scheduler:
         self._seq += 1
         return self._seq
 
-    def _place(self, w: Waiting, now: float, stim: str) -> list[Decision]:
-        """Route a new call and dispatch it, or queue it until a slot frees."""
+    def _place(self, w: Waiting, now: float, stim: str, flow: _Flow) -> list[Decision]:
+        """Route a new call (of `flow`) and dispatch it, or queue it until a slot frees."""
         if not self.workers:
             self.unrouted.append(w)
             return self._pump(now, stim)
-        target, w.reason = self._route(w)
+        target, w.reason = self._route(w, flow)
         view = self.workers[target]
         if self._dirty or view.waiting or view.free() <= 0:
-            self._queue(w, target)
+            self._queue(w, target, flow)
             return self._pump(now, stim)
         # No other worker is ready and this one has a free slot and an empty queue:
         # the pump would pick this call first. Skip the queue's round trip (the
         # ordering still sees the call join), then steal as the pump would.
         self.ordering.on_enqueue(w.spec, self.backlog)
-        decisions = self._dispatch(w, view, w.reason, stim)
+        decisions = self._dispatch(w, view, w.reason, stim, flow)
         if self.router.steals and self._backlogged:
             decisions += self._steal(stim)
         return decisions
 
-    def _route(self, w: Waiting) -> tuple[str, str]:
-        flow = self.flows.get(w.spec.workflow_id)
+    def _route(self, w: Waiting, flow: _Flow | None) -> tuple[str, str]:
         previous = flow.last_worker if flow is not None else None
         return self.router.route(
             w.spec, previous if previous in self.workers else None, self._views
@@ -335,11 +335,11 @@ class Scheduler:
         if not self.workers:
             self.unrouted.append(w)
             return
-        target, w.reason = self._route(w)
-        self._queue(w, target)
-
-    def _queue(self, w: Waiting, target: str) -> None:
         flow = self.flows.get(w.spec.workflow_id)
+        target, w.reason = self._route(w, flow)
+        self._queue(w, target, flow)
+
+    def _queue(self, w: Waiting, target: str, flow: _Flow | None) -> None:
         group = self.ordering.group(w.spec)
         self.ordering.on_enqueue(w.spec, self.backlog)
         started = flow.started if flow is not None else w.since
@@ -371,8 +371,8 @@ class Scheduler:
         decisions: list[Decision] = []
         # After a pump no worker has both a free slot and a call waiting for it,
         # so only workers that freed a slot or got a call since can dispatch now.
-        ready = self._dirty & self._backlogged
-        self._dirty = set()
+        ready = self._dirty & self._backlogged if self._dirty else ()
+        self._dirty.clear()
         # Most pumps follow one event on one worker: nothing to order then.
         for wid in ready if len(ready) < 2 else sorted(ready, key=self._order_of):
             view = self.workers[wid]
@@ -440,36 +440,35 @@ class Scheduler:
                 best = (gain, victim, picked[0], picked[1])
         return best
 
-    def _dispatch(self, w: Waiting, view: WorkerView, reason: str, stim: str) -> list[Decision]:
-        decisions: list[Decision] = []
+    def _dispatch(
+        self, w: Waiting, view: WorkerView, reason: str, stim: str, flow: _Flow | None = None
+    ) -> list[Decision]:
+        """`flow`: the call's workflow when the caller has it at hand (else looked up)."""
         spec = w.spec
+        worker_id = view.worker_id
         view.running.add(spec.call_id)
         if view.free() == 0:
-            self._free.discard(view.worker_id)
-        self.running[spec.call_id] = (spec, view.worker_id, w.seq)
-        flow = self.flows.get(spec.workflow_id)
-        if flow is not None:
-            if (
-                flow.retained_on is not None
-                and flow.retained_on != view.worker_id
-                and flow.retained_on in self.workers
-            ):
-                why = f"moved to {view.worker_id}" if self._record_story else ""
-                decisions.append(Release(flow.retained_on, spec.workflow_id, stim, why))
-            flow.retained_on = None
-            flow.last_worker = view.worker_id
-        self.router.on_dispatch(spec, view.worker_id)
-        decisions.append(
-            Dispatch(
-                spec.call_id,
-                spec.workflow_id,
-                view.worker_id,
-                self.ordering.priority(spec),
-                stim,
-                reason,
-            )
+            self._free.discard(worker_id)
+        self.running[spec.call_id] = (spec, worker_id, w.seq)
+        if flow is None:
+            flow = self.flows.get(spec.workflow_id)
+        self.router.on_dispatch(spec, worker_id)
+        dispatch = Dispatch(
+            spec.call_id,
+            spec.workflow_id,
+            worker_id,
+            self.ordering.priority(spec),
+            stim,
+            reason,
         )
-        return decisions
+        if flow is None:
+            return [dispatch]
+        flow.last_worker = worker_id
+        retained_on, flow.retained_on = flow.retained_on, None
+        if retained_on is None or retained_on == worker_id or retained_on not in self.workers:
+            return [dispatch]
+        why = f"moved to {worker_id}" if self._record_story else ""
+        return [Release(retained_on, spec.workflow_id, stim, why), dispatch]
 
     def _free_slot(self, worker_id: str, call_id: str) -> None:
         view = self.workers.get(worker_id)

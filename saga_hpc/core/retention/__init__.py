@@ -50,7 +50,16 @@ class ToolStats:
 
 def position_bucket(position: int) -> int:
     """Calls 1..7 each their own bucket, then one bucket per doubling (8-15, 16-31, ...)."""
+    if 0 <= position < len(_BUCKETS):
+        return _BUCKETS[position]
+    return _bucket(position)
+
+
+def _bucket(position: int) -> int:
     return position if position < 8 else 8 + int(math.log2(position / 8))
+
+
+_BUCKETS = tuple(_bucket(p) for p in range(1024))  # looked up twice per call: computed once
 
 
 @dataclass(slots=True)
