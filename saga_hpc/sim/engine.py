@@ -208,26 +208,29 @@ class Simulation:
         now = 0.0
         remaining = n_tasks
         next_sample = 0.0
+        arrive, finish, make_call = self._arrive, self._finish, self._make_call
+        n_events = 0
         obj: _Call | None
         while events and remaining:
             if next_task < n_tasks and tasks[next_task].arrival_s <= events[0][0]:
                 task = tasks[next_task]
                 next_task += 1
-                now, kind, obj = task.arrival_s, _ARRIVE, self._make_call(task, 0, task.arrival_s)
+                now, kind, obj = task.arrival_s, _ARRIVE, make_call(task, 0, task.arrival_s)
             else:
                 now, _, kind, obj = pop(events)
-            self.events += 1
+            n_events += 1
             if obj is not None:
                 if kind == _ARRIVE:
-                    self._arrive(obj, now)
+                    arrive(obj, now)
                 else:
-                    remaining -= self._finish(obj, now)
+                    remaining -= finish(obj, now)
             else:
                 self._apply(self.sched.tick(now), now)
                 if now >= next_sample:
                     self._sample(now)
                     next_sample = now + self.sample_s
                 self._push(now + self.tick_s, _TICK, None)
+        self.events += n_events
         return SimResult(
             self.system,
             self.n_gpus,
@@ -301,46 +304,49 @@ class Simulation:
         self._apply(self.sched.submit(spec, now), now)
 
     def _apply(self, decisions: list[Decision], now: float) -> None:
+        gpu_of_worker = self._gpu_of_worker
         for d in decisions:
             if isinstance(d, Dispatch):
                 call = self._calls[d.call_id]
-                call.gpu = self._gpu_of_worker[d.worker_id]
-                gpu = self.gpus[call.gpu]
-                wanted_on = self._wanted_on.pop(call.task.task_id, call.gpu)
-                if wanted_on != call.gpu:  # moved (stolen): the old copy is no longer awaited
-                    self.pools[wanted_on].unwant(call.task.task_id, now)
+                call.gpu = g = gpu_of_worker[d.worker_id]
+                gpu = self.gpus[g]
+                wanted_on = self._wanted_on.pop(d.workflow_id, g)
+                if wanted_on != g:  # moved (stolen): the old copy is no longer awaited
+                    self.pools[wanted_on].unwant(d.workflow_id, now)
                 if gpu.pending or not self._start(call, now):
                     gpu.pending.append(call)
-                    self.pools[call.gpu].want(call.task.task_id, now)
+                    self.pools[g].want(d.workflow_id, now)
                     if not gpu.blocked:
                         self._report(gpu, True, now)
             elif isinstance(d, Retain):
-                pool = self.pools[self._gpu_of_worker[d.worker_id]]
+                pool = self.pools[gpu_of_worker[d.worker_id]]
                 pool.retain(d.workflow_id, d.until, d.reuse_score, now)
             elif isinstance(d, Release):
-                self.pools[self._gpu_of_worker[d.worker_id]].release(d.workflow_id, now)
+                self.pools[gpu_of_worker[d.worker_id]].release(d.workflow_id, now)
 
     def _start(self, call: _Call, now: float) -> bool:
-        task, block = call.task, self.block
+        task, block, g = call.task, self.block, call.gpu
+        task_id = task.task_id
         own = call.prompt - task.system_tokens + call.out
-        adm = self.pools[call.gpu].admit(
-            task.task_id,
+        adm = self.pools[g].admit(
+            task_id,
             call.keep // block,
-            math.ceil(own / block),
+            -(-own // block),  # ceil
             now,
-            shared_key=call.shared_key,
-            shared_blocks=task.system_tokens // block,
+            call.shared_key,
+            task.system_tokens // block,
         )
         if adm is None:
             return False
-        gpu = self.gpus[call.gpu]
-        gpus_of = self._gpus_of.get(task.task_id)
+        gpu = self.gpus[g]
+        gpus_of = self._gpus_of.get(task_id)
         if gpus_of is None:  # not setdefault: that would build a set for every call
-            self._gpus_of[task.task_id] = {call.gpu}
+            self._gpus_of[task_id] = {g}
         else:
-            gpus_of.add(call.gpu)
-        call.hit = min(adm.hit_blocks * block, call.prompt - 1)
-        left = self._left_blocks.pop(task.task_id, None)
+            gpus_of.add(g)
+        prompt = call.prompt
+        call.hit = hit = min(adm.hit_blocks * block, prompt - 1)
+        left = self._left_blocks.pop(task_id, None)
         if left is not None:
             # A retention miss: the workflow came back and part of the context it
             # left cached (and still needs) is gone, or it runs elsewhere now.
@@ -348,64 +354,72 @@ class Simulation:
             if adm.own_hit_blocks < wanted:
                 self.misses += 1
                 self.recomputed += (wanted - adm.own_hit_blocks) * block
-        uncached = call.prompt - call.hit
-        prefill_start = max(now, gpu.prefill_free_at)
-        gpu.prefill_free_at = prefill_start + uncached / self._prefill_rate
-        gpu.running += 1
-        step = self._step_s[gpu.running]  # running <= max_batch: the core's slots
-        call.first_token = gpu.prefill_free_at + step
-        finish = call.first_token + step * max(0, call.out - 1)
-        call.service_s = (gpu.prefill_free_at - prefill_start) + step * call.out
-        self._push(finish, _FINISH, call)
+        free_at = gpu.prefill_free_at
+        prefill_start = now if now >= free_at else free_at
+        gpu.prefill_free_at = free_at = prefill_start + (prompt - hit) / self._prefill_rate
+        gpu.running = running = gpu.running + 1
+        step = self._step_s[running]  # running <= max_batch: the core's slots
+        call.first_token = first = free_at + step
+        out = call.out
+        finish = first + step * max(0, out - 1)
+        call.service_s = (free_at - prefill_start) + step * out
+        self._seq = seq = self._seq + 1
+        heapq.heappush(self._events, (finish, seq, _FINISH, call))
         return True
 
     def _finish(self, call: _Call, now: float) -> int:
-        task, gpu = call.task, self.gpus[call.gpu]
+        task, g = call.task, call.gpu
+        task_id = task.task_id
+        gpu = self.gpus[g]
         gpu.running -= 1
-        pool = self.pools[call.gpu]
+        pool = self.pools[g]
         del self._calls[call.call_id]
-        last = call.index == len(task.steps) - 1
-        step = task.steps[call.index]
+        index, steps = call.index, task.steps
+        last = index == len(steps) - 1
+        step = steps[index]
+        # The agent learns of the answer `call_overhead_s` later (HTTP, head).
+        back = now + self._overhead + step.tool_s
         # The oracle must know the context's next use before the pool ranks it.
         if last:
-            self._live.discard(task.task_id)
+            self._live.discard(task_id)
         else:
-            self._next_arrival[task.task_id] = now + self._overhead + step.tool_s
-        pool.finish(task.task_id, now, shared_key=call.shared_key)
+            self._next_arrival[task_id] = back
+        pool.finish(task_id, now, call.shared_key)
+        prompt, hit, out = call.prompt, call.hit, call.out
         self.records.append(
             CallRecord(
-                task.task_id,
+                task_id,
                 task.tenant,
                 call.arrived,
                 call.first_token - call.arrived,
                 self._step_s[gpu.running + 1],
                 now,
-                call.prompt,
-                call.hit,
-                call.out,
+                prompt,
+                hit,
+                out,
                 call.service_s,
             )
         )
         outcome = CallOutcome(
             call.call_id,
-            self.worker_ids[call.gpu],
+            self.worker_ids[g],
             now,
-            call.prompt,
-            call.hit,
-            call.out,
+            prompt,
+            hit,
+            out,
             None if last else (step.tool or "tool"),
             last,
         )
         if not last:
-            # The agent learns of the answer `call_overhead_s` later (HTTP, head).
-            back = now + self._overhead + step.tool_s
-            self._left_blocks[task.task_id] = (call.gpu, pool.cached(task.task_id))
-            self._push(back, _ARRIVE, self._make_call(task, call.index + 1, back))
+            self._left_blocks[task_id] = (g, pool.cached(task_id))
+            self._seq = seq = self._seq + 1
+            following = self._make_call(task, index + 1, back)
+            heapq.heappush(self._events, (back, seq, _ARRIVE, following))
         else:
-            self.tct[task.task_id] = now + self._overhead - task.arrival_s
-            for g in self._gpus_of.pop(task.task_id, ()):
-                self.pools[g].retire(task.task_id)
-            self._prompts.pop(task.task_id, None)
+            self.tct[task_id] = now + self._overhead - task.arrival_s
+            for other in self._gpus_of.pop(task_id, ()):
+                self.pools[other].retire(task_id)
+            self._prompts.pop(task_id, None)
         self._apply(self.sched.complete(outcome, now), now)
         while gpu.pending and self._start(gpu.pending[0], now):
             gpu.pending.popleft()
