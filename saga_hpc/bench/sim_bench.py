@@ -5,20 +5,29 @@ every system, plus SAGA's policies with Belady's offline eviction (the lower
 bound on retention misses). Comparisons are saga vs vllm, geometric mean over
 the workloads; the TCT difference is tested per task with a paired Wilcoxon
 signed-rank test (the same tasks ran under both systems).
+
+The runs of a workload are independent simulations of the same trace, so with
+`jobs` > 1 they run in that many forked processes (the trace is generated once,
+before the fork, and shared). Each run is deterministic whatever the process,
+and results come back in the order of the systems: the document is the same
+as with one process (but for the timing fields).
 """
 
 from __future__ import annotations
 
 import math
+import multiprocessing
 import time
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, fields, replace
+from operator import attrgetter
 from typing import Any
 
-from saga_hpc.sim.engine import SimResult, Simulation
+from saga_hpc.sim.engine import CallRecord, SimResult, Simulation
 from saga_hpc.sim.metrics import summarize, tct_growth
 from saga_hpc.sim.profile import GpuProfile
 from saga_hpc.workload.generators import generate
+from saga_hpc.workload.model import Task
 
 DEFAULT_TENANTS = (("physics", 3.0), ("chem", 1.0))
 # Task arrivals per second per GPU where the vllm baseline is loaded but stable on
@@ -40,12 +49,70 @@ class BenchConfig:
     load: float | None  # task arrivals per second per GPU; None: DEFAULT_LOAD per workload
     tenants: tuple[tuple[str, float], ...] = DEFAULT_TENANTS
     burst: float = 1.0  # mean tasks per job; 1 = Poisson arrivals
+    jobs: int = 1  # processes running a workload's systems at once
+
+
+Variant = tuple[str, str | None]  # (system, retention override)
+Run = tuple[SimResult, dict[str, Any], float]  # result, metrics, seconds it took
+Packed = tuple[Run, list[list[Any]]]  # a Run without its call records, and them by column
+
+# What a forked worker simulates: set by the parent just before it forks, so the
+# trace is shared (copy-on-write) rather than pickled to every process.
+_WORK: tuple[BenchConfig, GpuProfile, list[Task], dict[str, float]] | None = None
+_RECORD_FIELDS = tuple(f.name for f in fields(CallRecord))
+
+
+def _simulate(variant: Variant) -> Run:
+    assert _WORK is not None
+    cfg, profile, tasks, arrivals = _WORK
+    system, retention = variant
+    shares = dict(cfg.tenants)
+    t0 = time.perf_counter()
+    r = Simulation(tasks, system, cfg.gpus, profile, retention=retention, shares=shares).run()
+    m = summarize(r, shares)
+    m["tct_growth"] = tct_growth(arrivals, r.tct_s, cfg.duration_s)
+    return r, m, time.perf_counter() - t0
+
+
+def _simulate_packed(variant: Variant) -> Packed:
+    """`_simulate` in a worker process: the call records travel back by column
+    (lists of numbers pickle several times faster than millions of objects)."""
+    r, m, took = _simulate(variant)
+    columns = [list(map(attrgetter(name), r.calls)) for name in _RECORD_FIELDS]
+    return (replace(r, calls=[]), m, took), columns
+
+
+def _unpack(packed: Packed) -> Run:
+    (r, m, took), columns = packed
+    r.calls = list(map(CallRecord, *columns))
+    return r, m, took
+
+
+def _run_variants(
+    cfg: BenchConfig,
+    profile: GpuProfile,
+    tasks: list[Task],
+    arrivals: dict[str, float],
+    variants: list[Variant],
+) -> Iterator[Run]:
+    """Each variant's run, in order: in this process, or in `cfg.jobs` forked ones."""
+    global _WORK
+    _WORK = (cfg, profile, tasks, arrivals)
+    try:
+        jobs = min(cfg.jobs, len(variants))
+        if jobs <= 1:
+            yield from map(_simulate, variants)
+            return
+        with multiprocessing.get_context("fork").Pool(jobs) as pool:
+            for packed in pool.imap(_simulate_packed, variants):
+                yield _unpack(packed)
+    finally:
+        _WORK = None
 
 
 def run_bench(
     cfg: BenchConfig, profile: GpuProfile, progress: Callable[[str], None] = lambda s: None
 ) -> tuple[dict[str, Any], dict[str, dict[str, SimResult]]]:
-    shares = dict(cfg.tenants)
     runs: list[dict[str, Any]] = []
     results: dict[str, dict[str, SimResult]] = {}
     for workload in cfg.workloads:
@@ -60,15 +127,9 @@ def run_bench(
         arrivals = {t.task_id: t.arrival_s for t in tasks}
         progress(f"{workload}: {len(tasks)} tasks, {sum(len(t.steps) for t in tasks)} calls")
         results[workload] = {}
-        variants = [(s, None) for s in cfg.systems] + [("saga", "belady")]
-        for system, retention in variants:
-            t0 = time.perf_counter()
-            r = Simulation(
-                tasks, system, cfg.gpus, profile, retention=retention, shares=shares
-            ).run()
+        variants: list[Variant] = [(s, None) for s in cfg.systems] + [("saga", "belady")]
+        for r, m, took in _run_variants(cfg, profile, tasks, arrivals, variants):
             results[workload][r.system] = r
-            m = summarize(r, shares)
-            m["tct_growth"] = tct_growth(arrivals, r.tct_s, cfg.duration_s)
             runs.append(
                 {
                     "system": r.system,
@@ -78,7 +139,6 @@ def run_bench(
                     "metrics": m,
                 }
             )
-            took = time.perf_counter() - t0
             progress(
                 f"  {r.system:14s} {took:6.1f} s  {r.events / r.wall_s:8.0f} events/s  "
                 f"TCT mean {m['tct_mean_s']:7.1f} s  growth {m['tct_growth']:5.2f}"

@@ -46,6 +46,12 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     )
     p.add_argument("--json", type=Path, help="write the result document here")
     p.add_argument("--plots", type=Path, help="write PNG figures into this directory")
+    p.add_argument(
+        "--jobs",
+        type=int,
+        default=os.cpu_count() or 1,
+        help="simulations run at once, one process each (default: the CPUs, %(default)s)",
+    )
     real = p.add_argument_group("real engines (--real)")
     real.add_argument(
         "--real", action="store_true", help="run on real vLLM workers instead of the simulator"
@@ -137,6 +143,8 @@ def _bench(args: argparse.Namespace) -> int:
         raise UsageError("--gpus, --duration and --load must be positive")
     if not args.burst >= 1:
         raise UsageError(f"--burst {args.burst}: mean tasks per job must be at least 1")
+    if args.jobs < 1:
+        raise UsageError(f"--jobs {args.jobs}: run at least one simulation at a time")
     try:
         profile = load_profile(args.profile or "h100-llama3-8b")
     except ValueError as exc:
@@ -151,6 +159,7 @@ def _bench(args: argparse.Namespace) -> int:
         duration_s=args.duration,
         load=args.load,
         burst=args.burst,
+        jobs=args.jobs,
     )
     doc, results = run_bench(cfg, profile, progress=lambda s: print(s, file=sys.stderr, flush=True))
     print(table(doc))

@@ -108,11 +108,32 @@ def test_cli_sim_and_bench(tmp_path, capsys) -> None:  # type: ignore[no-untyped
     assert (tmp_path / "b.json").stat().st_size > 500
 
 
+def test_bench_in_worker_processes_gives_what_one_process_gives() -> None:
+    """The systems of a workload run in forked processes with --jobs: every figure
+    and every call record comes back as one process computes them, in order."""
+    from saga_hpc.bench.sim_bench import BenchConfig, run_bench
+
+    def bench(jobs: int):  # type: ignore[no-untyped-def]
+        cfg = BenchConfig(2, ("swe-bench",), ("vllm", "saga"), 0, 60.0, None, jobs=jobs)
+        doc, results = run_bench(cfg, PROFILE)
+        for run in doc["runs"]:
+            del run["metrics"]["events_per_s"], run["metrics"]["sim_wall_s"]
+        for r in results["swe-bench"].values():
+            r.wall_s = 0.0
+        return json.dumps(doc, sort_keys=True), results
+
+    one, many = bench(1), bench(2)
+    assert one[0] == many[0]
+    assert list(many[1]["swe-bench"]) == ["vllm", "saga", "saga+belady"]
+    assert one[1] == many[1] and len(many[1]["swe-bench"]["saga"].calls) > 100
+
+
 @pytest.mark.parametrize(
     "argv",
     [
         ["sim", "--system", "magic"],
         ["sim", "--gpus", "0"],
+        ["bench", "--jobs", "0"],
         ["bench", "--systems", "vllm,nope"],
         ["sim", "--trace", "/nonexistent"],
         ["bench", "--profile", "a100-nothing"],
