@@ -316,17 +316,17 @@ class KVPool:
         skipped: list[tuple[float, float, int, str]] = []
         heap, entries = self._heap, self.entries
         while self.capacity - self.used < blocks and heap:
-            slot = heapq.heappop(heap)
-            rank, tie, version, key = slot
+            rank, tie, version, key = heap[0]  # popped only once done with
             e = entries.get(key)
             if e is None or e.version != version or e.refs > 0:
-                continue  # stale slot
+                heapq.heappop(heap)  # stale slot
+                continue
             if key in exclude:
-                skipped.append(slot)
+                skipped.append(heapq.heappop(heap))
                 continue
             current = self._rank(e, now)
             if current[0] != rank or current[1] != tie:  # a hint lapsed since: rank it again
-                heapq.heappush(heap, (current[0], current[1], version, key))
+                heapq.heapreplace(heap, (current[0], current[1], version, key))
                 continue
             take = min(e.blocks, blocks - (self.capacity - self.used))
             e.blocks -= take  # from the tail: leaves first
@@ -336,8 +336,8 @@ class KVPool:
             self.evicted_blocks += take
             if e.blocks == 0:
                 del entries[key]
-            else:
-                heapq.heappush(heap, slot)
+                heapq.heappop(heap)
+            # else: room is made, and the entry's slot stays on top, unchanged
         for item in skipped:
             heapq.heappush(heap, item)
         return self.capacity - self.used >= blocks
