@@ -210,11 +210,13 @@ class Simulation:
         next_sample = 0.0
         arrive, finish, make_call = self._arrive, self._finish, self._make_call
         n_events = 0
+        next_at = tasks[0].arrival_s if tasks else math.inf  # the next first call's arrival
         obj: _Call | None
         while events and remaining:
-            if next_task < n_tasks and tasks[next_task].arrival_s <= events[0][0]:
+            if next_at <= events[0][0]:
                 task = tasks[next_task]
                 next_task += 1
+                next_at = tasks[next_task].arrival_s if next_task < n_tasks else math.inf
                 now, kind, obj = task.arrival_s, _ARRIVE, make_call(task, 0, task.arrival_s)
             else:
                 now, _, kind, obj = pop(events)
