@@ -137,7 +137,8 @@ class Simulation:
             ordering=ordering,
         )
         self.sched.record_story = False
-        _check_fits(tasks, profile)
+        # Each task's prompt sizes, computed once here, used by its calls, dropped when it ends.
+        self._prompt_sizes = _check_fits(tasks, profile)
         self.system = "+".join([system, *(p for p in (retention, routing, ordering) if p)])
         next_use: Callable[[str, float], float] | None = (
             self._next_use if retention_name == "belady" else None
@@ -259,7 +260,7 @@ class Simulation:
             # Two coarse "blocks" stand for the prompt's prefix: the shared system prompt
             # and the workflow's own context (per-block hashes would cost O(context) per call).
             known = self._prompts[task.task_id] = (
-                task.prompt_tokens(),
+                self._prompt_sizes.pop(task.task_id, []) or task.prompt_tokens(),
                 (self._class_hash(task), zlib.crc32(task.task_id.encode())),
                 self._shared_key(task),
             )
@@ -483,14 +484,18 @@ class Simulation:
         self.kv_samples.append((now, used / cap, useful / cap))
 
 
-def _check_fits(tasks: list[Task], profile: GpuProfile) -> None:
+def _check_fits(tasks: list[Task], profile: GpuProfile) -> dict[str, list[int]]:
     """A call larger than a GPU's whole KV pool could never start (vLLM rejects it
-    at admission); say so instead of simulating a GPU that waits forever."""
+    at admission); say so instead of simulating a GPU that waits forever. Returns
+    each task's prompt sizes."""
+    sizes = {}
     for task in tasks:
-        for i, (prompt, step) in enumerate(zip(task.prompt_tokens(), task.steps, strict=True)):
+        prompts = sizes[task.task_id] = task.prompt_tokens()
+        for i, (prompt, step) in enumerate(zip(prompts, task.steps, strict=True)):
             if prompt + step.output_tokens > profile.kv_tokens:
                 raise ValueError(
                     f"task {task.task_id} call {i}: {prompt + step.output_tokens} tokens "
                     f"do not fit a GPU's KV pool ({profile.kv_tokens} tokens, profile "
                     f"{profile.name})"
                 )
+    return sizes
