@@ -23,6 +23,7 @@ from dataclasses import dataclass, fields, replace
 from operator import attrgetter
 from typing import Any
 
+from saga_hpc.nogc import collector_paused
 from saga_hpc.sim.engine import CallRecord, SimResult, Simulation
 from saga_hpc.sim.metrics import summarize, tct_growth
 from saga_hpc.sim.profile import GpuProfile
@@ -84,7 +85,8 @@ def _simulate_packed(variant: Variant) -> Packed:
 
 def _unpack(packed: Packed) -> Run:
     (r, m, took), columns = packed
-    r.calls = list(map(CallRecord, *columns))
+    with collector_paused():  # millions of records, no cycles (saga_hpc.nogc)
+        r.calls = list(map(CallRecord, *columns))
     return r, m, took
 
 

@@ -20,7 +20,6 @@ given task list.
 
 from __future__ import annotations
 
-import gc
 import heapq
 import math
 import zlib
@@ -40,6 +39,7 @@ from saga_hpc.core.types import (
     Retain,
     WorkerStats,
 )
+from saga_hpc.nogc import collector_paused
 from saga_hpc.sim.profile import GpuProfile
 from saga_hpc.workload.model import Task
 
@@ -138,7 +138,8 @@ class Simulation:
         )
         self.sched.record_story = False
         # Each task's prompt sizes, computed once here, used by its calls, dropped when it ends.
-        self._prompt_sizes = _check_fits(tasks, profile)
+        with collector_paused():
+            self._prompt_sizes = _check_fits(tasks, profile)
         self.system = "+".join([system, *(p for p in (retention, routing, ordering) if p)])
         next_use: Callable[[str, float], float] | None = (
             self._next_use if retention_name == "belady" else None
@@ -184,16 +185,10 @@ class Simulation:
     # ----------------------------------------------------------------- driver
 
     def run(self) -> SimResult:
-        # The run allocates millions of long-lived objects that form no cycles (calls,
-        # records, heap slots): the cyclic collector would rescan them again and again
-        # and find nothing, so it is off while the run lasts.
-        enabled = gc.isenabled()
-        gc.disable()
-        try:
+        # Millions of long-lived objects that form no cycles (calls, records, heap
+        # slots): the cyclic collector is off while the run lasts (saga_hpc.nogc).
+        with collector_paused():
             return self._run()
-        finally:
-            if enabled:
-                gc.enable()
 
     def _run(self) -> SimResult:
         import time as _time

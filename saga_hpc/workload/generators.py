@@ -17,6 +17,7 @@ import math
 import random
 from collections.abc import Callable, Sequence
 
+from saga_hpc.nogc import collector_paused
 from saga_hpc.workload.model import Step, Task
 
 CODING_TOOLS = ("bash", "str_replace_editor", "find", "grep", "view")
@@ -182,19 +183,20 @@ def generate(
     weights = [w for _, w in tenants]
     tasks: list[Task] = []
     t, i = 0.0, 0
-    while True:
-        t += rng.expovariate(rate_per_s / burst)
-        if t >= duration_s:
-            return sorted(tasks, key=lambda task: task.arrival_s)
-        tenant = rng.choices(names, weights)[0]
-        start = t
-        for k in range(_burst_size(rng, burst)):
-            if k:
-                start += rng.expovariate(1 / BURST_GAP_S)
-            if start >= duration_s:
-                break
-            tasks.append(make(rng, f"{workload}-{seed}-{i}", tenant, start, system_tokens))
-            i += 1
+    with collector_paused():  # millions of steps, no cycles (saga_hpc.nogc)
+        while True:
+            t += rng.expovariate(rate_per_s / burst)
+            if t >= duration_s:
+                return sorted(tasks, key=lambda task: task.arrival_s)
+            tenant = rng.choices(names, weights)[0]
+            start = t
+            for k in range(_burst_size(rng, burst)):
+                if k:
+                    start += rng.expovariate(1 / BURST_GAP_S)
+                if start >= duration_s:
+                    break
+                tasks.append(make(rng, f"{workload}-{seed}-{i}", tenant, start, system_tokens))
+                i += 1
 
 
 def _burst_size(rng: random.Random, mean: float) -> int:

@@ -145,3 +145,23 @@ def test_inlined_draws_match_the_random_module() -> None:
     for seq in (("a", "b"), ("a", "b", "c", "d", "e"), ("x",)):
         for _ in range(500):
             assert _choice(ours.getrandbits, seq) == theirs.choice(seq)
+
+
+def test_generating_pauses_the_collector_and_restores_it() -> None:
+    """The cyclic collector is off while a trace is built (millions of acyclic steps)
+    and as it was afterwards, on or off."""
+    import gc
+
+    from saga_hpc.nogc import collector_paused
+
+    with collector_paused():
+        assert not gc.isenabled()
+    assert gc.isenabled()
+    generate("swe-bench", rate_per_s=1.0, duration_s=5.0, seed=0)
+    assert gc.isenabled()
+    gc.disable()
+    try:
+        generate("swe-bench", rate_per_s=1.0, duration_s=5.0, seed=0)
+        assert not gc.isenabled()
+    finally:
+        gc.enable()

@@ -1,0 +1,26 @@
+"""Pausing Python's cyclic garbage collector while millions of objects are built.
+
+A trace (tasks and their steps) and a simulation (calls, records, heap slots)
+allocate millions of long-lived objects that form no reference cycles. The
+cyclic collector, triggered by allocation counts, would rescan them again and
+again, each full pass over all of them, and find nothing: a third of the time
+of generating an hour's trace. Reference counting still frees everything.
+"""
+
+from __future__ import annotations
+
+import gc
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+
+@contextmanager
+def collector_paused() -> Iterator[None]:
+    """The cyclic collector off inside the block, back as it was after it."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
