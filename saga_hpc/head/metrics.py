@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator, Mapping
 from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
 
 from saga_hpc.protocol import Done, Register
 
@@ -112,6 +115,10 @@ class HeadMetrics:
         # Kept for the demo/bench summaries (bounded: one float per call of a run).
         self.overheads: list[float] = []
 
+    def track_calls(self, per_worker: Callable[[], Mapping[str, int]]) -> None:
+        """`saga_worker_calls{worker}`, counted when scraped (no bookkeeping per call)."""
+        self.registry.register(_CallsPerWorker(per_worker))
+
     def worker_started(self, info: Register) -> None:
         self.workers_alive.inc()
         self.worker_up.labels(info.worker_id).set(1)
@@ -134,3 +141,18 @@ class HeadMetrics:
         self.head_overhead.observe(max(overhead_s, 0.0))
         if len(self.overheads) < 1_000_000:
             self.overheads.append(overhead_s)
+
+
+class _CallsPerWorker(Collector):
+    def __init__(self, per_worker: Callable[[], Mapping[str, int]]) -> None:
+        self.per_worker = per_worker
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        gauge = GaugeMetricFamily(
+            "saga_worker_calls",
+            "Calls dispatched to the worker and not finished (live workers)",
+            labels=["worker"],
+        )
+        for worker, n in sorted(self.per_worker().items()):
+            gauge.add_metric([worker], n)
+        yield gauge

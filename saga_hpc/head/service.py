@@ -70,6 +70,7 @@ class HeadService:
         self.registry = WorkerRegistry(settings.worker_timeout_s)
         self.calls: dict[str, CallContext] = {}
         self.metrics = HeadMetrics()
+        self.metrics.track_calls(self.calls_per_worker)
         self.ctx = zmq.asyncio.Context()
         self.router = self.ctx.socket(zmq.ROUTER)
         self.router.setsockopt(zmq.LINGER, 1000)
@@ -108,6 +109,14 @@ class HeadService:
         await self.ledger.close()
         self.router.close()
         self.ctx.term()
+
+    def calls_per_worker(self) -> dict[str, int]:
+        """Calls each live worker is running (dispatched, not finished)."""
+        count = {w.worker_id: 0 for w in self.registry.alive()}
+        for ctx in self.calls.values():
+            if ctx.worker_id in count:
+                count[ctx.worker_id] += 1
+        return count
 
     # ---------------------------------------------------------------- calls
 

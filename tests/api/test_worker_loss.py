@@ -41,6 +41,8 @@ def test_silent_worker_is_marked_dead_and_its_call_requeued(
             busy = next((w for w in h.workers if w.tasks), None)
             time.sleep(0.02)
         assert busy is not None
+        metrics = httpx.get(h.base + "/metrics", timeout=5).text
+        assert f'saga_worker_calls{{worker="{busy.worker_id}"}} 1.0' in metrics
         busy.die()
         t_dead = time.monotonic()
         client.join(30)
