@@ -1,0 +1,429 @@
+"""SIGKILL of real vLLM worker ranks while agents stream through the service:
+mpirun, a head and 3 vLLM-CPU workers, the OpenAI client with keys, the SQL ledger.
+
+Nine agents of two accounts run tasks of streamed and whole (non-streamed)
+calls; two worker ranks are killed one after the other, each while it streams a
+call's first tokens to a client. The agents do what the service documents
+(docs/reliability.md): a call that ends with a retryable error (a 503 with code
+`retryable`, or an error event with that code once tokens have streamed) is sent
+again with the same Idempotency-Key. No call may be lost or billed twice. Then
+the last worker is killed too: every call ends with a retryable error once the
+head notices, instead of waiting for a worker that cannot come back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import time
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import openai
+import pytest
+from sqlalchemy import select
+
+from saga_hpc.client.service import ServiceProcess
+from saga_hpc.store.store import Store
+from saga_hpc.store.tables import Call, LedgerEntry
+from tests.support.ranks import alive, descendants, rank_pids
+
+pytestmark = [pytest.mark.vllm, pytest.mark.mpi, pytest.mark.timeout(900)]
+
+WORKERS = 3
+WORKER_TIMEOUT_S = 5.0  # the head's defaults (HeadSettings): silence, then dead
+HEARTBEAT_S = 1.0
+AGENTS, MAX_TOKENS = 9, 48
+TURNS = 4  # calls per agent task (workflow); an agent runs tasks one after another
+MAX_CALLS = 60  # per agent: the load is bounded even if the kills never happen
+ATTEMPTS = 6  # a client gives up on a call after this many retryable errors
+
+
+@dataclass
+class Outcome:
+    call_id: str
+    worker: str
+    stream: bool
+    prompt_tokens: int
+    output_tokens: int
+    attempts: int
+
+
+@dataclass
+class Tracker:
+    """What the clients saw, as they saw it."""
+
+    streaming: dict[str, list[Any]] = field(default_factory=dict)  # key -> [worker, chunks]
+    retried: list[tuple[str, int | None, str]] = field(default_factory=list)
+    done: dict[str, Outcome] = field(default_factory=dict)
+    issued: list[str] = field(default_factory=list)  # every call an agent started
+    stop: asyncio.Event = field(default_factory=asyncio.Event)  # agents end their task
+    # key -> (worker, ended in a retryable error) of each stream attempt
+    streams: dict[str, list[tuple[str, bool]]] = field(default_factory=dict)
+
+
+@dataclass
+class Kill:
+    worker: str
+    pid: int
+    engine: list[int]  # the rank's engine-core and executor processes
+    at: float  # wall clock
+    detected_after_s: float
+    streams: list[str]  # calls streaming tokens from it to clients when it died
+    requeued: float  # calls the head ran again elsewhere (saga_requeued_calls)
+    interrupted: float  # calls it ended with a retryable error (saga_interrupted_calls)
+
+
+@pytest.fixture(scope="module")
+def served(
+    tiny_model: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[ServiceProcess, Store, dict[str, str]]]:
+    run_dir = tmp_path_factory.mktemp("kill")
+    db = f"sqlite:///{run_dir / 'saga.db'}"
+    store = Store.open(db)
+    store.upgrade()
+    keys = {}
+    for user, account in (("alice", "physics"), ("bob", "biology")):
+        store.ensure_account(account)
+        store.ensure_user(user)
+        store.ensure_association(user, account)
+        keys[account] = store.create_api_key(user, account)[1]
+    with ServiceProcess(tiny_model, db, run_dir, workers=WORKERS, ready_timeout_s=600) as svc:
+        yield svc, store, keys
+    store.close()
+
+
+def _retryable(exc: openai.APIError) -> bool:
+    return exc.code == "retryable"
+
+
+async def _stream(
+    client: openai.AsyncOpenAI, tr: Tracker, key: str, **kw: Any
+) -> tuple[str, str, str, Any]:
+    raw = await client.chat.completions.with_raw_response.create(
+        stream=True, stream_options={"include_usage": True}, **kw
+    )
+    worker = raw.headers["x-saga-worker"]
+    tr.streaming[key] = [worker, 0]
+    parts, usage = [], None
+    try:
+        async for chunk in raw.parse():
+            if chunk.choices and chunk.choices[0].delta.content:
+                parts.append(chunk.choices[0].delta.content)
+                tr.streaming[key][1] += 1
+            usage = chunk.usage or usage
+    except openai.APIError:
+        tr.streams.setdefault(key, []).append((worker, True))
+        raise
+    finally:
+        del tr.streaming[key]
+    tr.streams.setdefault(key, []).append((worker, False))
+    return raw.headers["x-saga-call-id"], worker, "".join(parts), usage
+
+
+async def _whole(client: openai.AsyncOpenAI, **kw: Any) -> tuple[str, str, str, Any]:
+    raw = await client.chat.completions.with_raw_response.create(**kw)
+    resp = raw.parse()
+    text = resp.choices[0].message.content or ""
+    return raw.headers["x-saga-call-id"], raw.headers["x-saga-worker"], text, resp.usage
+
+
+async def _agent(url: str, secret: str, account: str, i: int, tr: Tracker) -> None:
+    """Runs tasks of TURNS calls until told to stop; turns alternate between
+    streamed and whole calls. Each call is retried (same Idempotency-Key) on a
+    retryable error; anything else fails the test."""
+    client = openai.AsyncOpenAI(base_url=url, api_key=secret, max_retries=0, timeout=120)
+    for n in range(MAX_CALLS):
+        t = n % TURNS
+        if t == 0:
+            wf = f"kill-{account}-{i}-{n // TURNS}"
+            messages = [
+                {"role": "system", "content": "agent " * 150},
+                {"role": "user", "content": f"task {wf}"},
+            ]
+        last = t == TURNS - 1 or tr.stop.is_set() or n == MAX_CALLS - 1
+        key, stream = f"{wf}-t{t}", (i + n) % 2 == 0
+        tr.issued.append(key)
+        headers = {"X-Saga-Workflow": wf, "Idempotency-Key": key}
+        headers |= {"X-Saga-Workflow-End": "true"} if last else {"X-Saga-Next-Tool": "bash"}
+        kw: dict[str, Any] = {
+            "model": "tiny",
+            "messages": messages,
+            "max_tokens": MAX_TOKENS,
+            "temperature": 0,
+            "extra_headers": headers,
+            "extra_body": {"ignore_eos": True},
+        }
+        attempts = 0
+        while True:
+            attempts += 1
+            try:
+                if stream:
+                    call_id, worker, text, usage = await _stream(client, tr, key, **kw)
+                else:
+                    call_id, worker, text, usage = await _whole(client, **kw)
+                break
+            except openai.APIError as exc:
+                if not _retryable(exc):
+                    raise
+                status = exc.status_code if isinstance(exc, openai.APIStatusError) else None
+                tr.retried.append((key, status, exc.message))
+                assert attempts < ATTEMPTS, f"{key}: still failing after {ATTEMPTS} attempts"
+                await asyncio.sleep(1.0)  # the Retry-After the service sends
+        assert usage is not None
+        tr.done[key] = Outcome(
+            call_id, worker, stream, usage.prompt_tokens, usage.completion_tokens, attempts
+        )
+        if tr.stop.is_set():
+            break
+        messages += [
+            {"role": "assistant", "content": text},
+            {"role": "user", "content": "tool output " * 20},
+        ]
+        await asyncio.sleep(0.3)  # the tool
+    await client.close()
+
+
+async def _scrape(base: str) -> str:
+    async with httpx.AsyncClient(timeout=5) as http:
+        return (await http.get(base + "/metrics")).text
+
+
+def _calls_on(metrics: str) -> dict[str, int]:
+    """saga_worker_calls per worker."""
+    prefix = 'saga_worker_calls{worker="'
+    return {
+        line[len(prefix) :].split('"')[0]: int(float(line.split()[-1]))
+        for line in metrics.splitlines()
+        if line.startswith(prefix)
+    }
+
+
+def _early_streams(tr: Tracker, worker: str) -> list[str]:
+    """Calls streaming from `worker` whose client has its first tokens (and most
+    of the call still to come)."""
+    return [k for k, (w, n) in tr.streaming.items() if w == worker and 1 <= n <= MAX_TOKENS // 3]
+
+
+def _wait_alive_below(base: str, n: int, timeout_s: float) -> float:
+    """Seconds until /health counts fewer than `n` live workers. Polled from a
+    thread of its own, so the agents' event loop does not delay the reading."""
+    t0 = time.monotonic()
+    with httpx.Client(timeout=5) as http:
+        while http.get(base + "/health").json()["workers_alive"] >= n:
+            assert time.monotonic() - t0 < timeout_s, "the head never noticed the death"
+            time.sleep(0.02)
+    return time.monotonic() - t0
+
+
+async def _kill_busy_worker(
+    svc: ServiceProcess,
+    tr: Tracker,
+    pids: dict[int, int],
+    workers: set[str],
+    agents: list[asyncio.Task[None]],
+) -> Kill:
+    """Wait until a worker streams a call's first tokens to a client, then
+    SIGKILL that worker's rank (`pids`, from the process table: worker `w<r>`
+    is MPI rank r) and time how long the head takes to report it dead."""
+    # The re-queue counters move only when a worker dies: read them before.
+    metrics = await _scrape(svc.base)
+    deadline = time.monotonic() + 90
+    while True:
+        for a in agents:
+            if a.done() and a.exception() is not None:
+                raise AssertionError("an agent failed") from a.exception()
+        assert time.monotonic() < deadline, "no worker streamed to a client"
+        await asyncio.sleep(0.01)
+        busy = [w for w in workers if _early_streams(tr, w)]
+        if busy:  # decided on what is true now: no await between this and the kill
+            victim = max(busy, key=lambda w: sum(v[0] == w for v in tr.streaming.values()))
+            break
+    pid = pids[int(victim.removeprefix("w"))]
+    engine = descendants(pid)
+    streams = [k for k, (w, n) in tr.streaming.items() if w == victim and n >= 1]
+    os.kill(pid, signal.SIGKILL)
+    at = time.time()
+    detected = await asyncio.to_thread(_wait_alive_below, svc.base, len(workers), 30)
+    after = await _scrape(svc.base)
+    requeued, interrupted = (
+        _metric(after, name) - _metric(metrics, name)
+        for name in ("saga_requeued_calls_total", "saga_interrupted_calls_total")
+    )
+    return Kill(victim, pid, engine, at, detected, streams, requeued, interrupted)
+
+
+def _metric(text: str, name: str) -> float:
+    for line in text.splitlines():
+        if line.startswith(name + " "):
+            return float(line.split()[1])
+    raise AssertionError(f"{name} not on /metrics")
+
+
+def test_killing_two_worker_ranks_mid_stream_loses_no_call(
+    served: tuple[ServiceProcess, Store, dict[str, str]],
+) -> None:
+    svc, store, keys = served
+    with store.session() as s:
+        before = set(s.scalars(select(Call.call_id)))
+        before |= set(s.scalars(select(LedgerEntry.call_id)))
+    accounts = ["physics", "biology"]
+    pids = rank_pids(svc.session)
+    assert sorted(pids) == list(range(WORKERS + 1))
+
+    async def scenario() -> tuple[Tracker, list[Kill]]:
+        tr = Tracker()
+        agents = [
+            asyncio.create_task(_agent(svc.url, keys[a], a, i, tr))
+            for i, a in ((i, accounts[i % 2]) for i in range(AGENTS))
+        ]
+        workers = {f"w{r}" for r in range(1, WORKERS + 1)}
+        kills = []
+        for _ in range(2):
+            kill = await _kill_busy_worker(svc, tr, pids, workers, agents)
+            workers.discard(kill.worker)
+            kills.append(kill)
+        # Some more calls on the survivor alone, then each agent ends its task.
+        await asyncio.sleep(3)
+        tr.stop.set()
+        await asyncio.gather(*agents)
+        return tr, kills
+
+    t0 = time.monotonic()
+    tr, kills = asyncio.run(scenario())
+    wall = time.monotonic() - t0
+    victims = {k.worker for k in kills}
+    survivor = ({f"w{r}" for r in range(1, WORKERS + 1)} - victims).pop()
+    print(
+        f"\n{len(tr.done)} calls in {wall:.1f} s; kills: "
+        + "; ".join(
+            f"{k.worker} (pid {k.pid}) streaming {len(k.streams)} calls to clients, "
+            f"reported dead after {k.detected_after_s:.2f} s, "
+            f"{k.requeued:.0f} re-queued, {k.interrupted:.0f} ended retryably"
+            for k in kills
+        )
+        + f"; {len(tr.retried)} retryable errors: {Counter(s for _, s, _ in tr.retried)}"
+    )
+
+    # 0 lost calls: every call of every agent ended in a 200, at most after
+    # retrying what the service said to retry.
+    assert len(set(tr.issued)) == len(tr.issued) and set(tr.done) == set(tr.issued)
+    assert all(o.output_tokens == MAX_TOKENS for o in tr.done.values())
+    for kill in kills:
+        # A stream that had sent tokens ended with a retryable error (unless it
+        # finished just before the kill: the ledger check below) and its retry
+        # ran elsewhere.
+        cut = [k for k in kill.streams if (kill.worker, True) in tr.streams[k]]
+        assert cut, f"no stream was cut by the kill of {kill.worker}: {kill}"
+        assert all(tr.done[k].worker != kill.worker for k in cut)
+        assert kill.detected_after_s <= WORKER_TIMEOUT_S + HEARTBEAT_S, kill
+    # Calls that had streamed nothing to their clients (whole calls, streams in
+    # prefill, calls dispatched to a worker already dead) ran again elsewhere,
+    # unseen by their clients.
+    assert sum(k.requeued for k in kills) >= 1, kills
+
+    metrics = httpx.get(svc.base + "/metrics", timeout=10).text
+    for kill in kills:
+        assert f'saga_worker_up{{worker="{kill.worker}"}} 0.0' in metrics
+    assert f'saga_worker_up{{worker="{survivor}"}} 1.0' in metrics
+    assert _metric(metrics, "saga_worker_deaths_total") == 2
+    assert _calls_on(metrics) == {survivor: 0}  # live workers only; every call ended
+    # Every retryable error a client saw is one the head declared.
+    assert _metric(metrics, "saga_interrupted_calls_total") == len(tr.retried)
+
+    # The MPI job lives on: mpirun, the head (rank 0) and the surviving rank.
+    assert svc.proc is not None and svc.proc.poll() is None
+    assert sorted(rank_pids(svc.session)) == [0, int(survivor.removeprefix("w"))]
+    health = httpx.get(svc.base + "/health", timeout=10).json()
+    assert health["workers_alive"] == 1 and health["in_flight"] == 0
+    # A killed rank's engine processes end with it (nothing holds its memory).
+    deadline = time.monotonic() + 20
+    while any(alive(p) for k in kills for p in k.engine) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not [p for k in kills for p in k.engine if alive(p)]
+
+    # The ledger: one whole row per call a client received, none for the rest.
+    with store.session() as s:
+        rows = {c.call_id: c for c in s.scalars(select(Call)) if c.call_id not in before}
+        billed = {e.call_id: e for e in s.scalars(select(LedgerEntry)) if e.call_id not in before}
+    received = {o.call_id: o for o in tr.done.values()}
+    assert set(rows) == set(received) and set(billed) == set(received)
+    when = {k.worker: k.at for k in kills}
+    for call_id, got in received.items():
+        row, entry = rows[call_id], billed[call_id]
+        assert row.worker == got.worker
+        assert (row.prompt_tokens, row.output_tokens) == (got.prompt_tokens, got.output_tokens)
+        assert (entry.prompt_tokens, entry.output_tokens) == (got.prompt_tokens, MAX_TOKENS)
+        assert entry.cached_tokens == row.cached_tokens
+        assert row.finished_at >= row.dispatched_at >= row.arrived_at
+        assert row.finished_at < when.get(row.worker, float("inf"))  # never billed after death
+
+
+def test_killing_the_last_worker_ends_calls_with_retryable_errors(
+    served: tuple[ServiceProcess, Store, dict[str, str]],
+) -> None:
+    """No worker left (a running MPI job cannot get new ranks): calls in flight
+    end with a retryable error once the head notices, new ones are refused at
+    once, the head stays up to say so, and the job ends cleanly when stopped."""
+    svc, store, keys = served
+    ranks = rank_pids(svc.session)
+    assert len(ranks) == 2, "runs after the two-kill test, on its survivor"
+    last = max(ranks)
+    count = store.count_calls()
+
+    async def scenario() -> tuple[list[BaseException | None], float]:
+        tr = Tracker()
+        client = openai.AsyncOpenAI(base_url=svc.url, api_key=keys["physics"], max_retries=0)
+        kw: dict[str, Any] = {
+            "model": "tiny",
+            "messages": [{"role": "user", "content": "last words " * 50}],
+            "max_tokens": 2000,
+            "temperature": 0,
+            "extra_body": {"ignore_eos": True},
+        }
+
+        async def one(stream: bool) -> BaseException | None:
+            try:
+                if stream:
+                    await _stream(client, tr, "s", **kw)
+                else:
+                    await _whole(client, **kw)
+            except openai.APIError as exc:
+                return exc
+            return None
+
+        calls = [asyncio.create_task(one(True)), asyncio.create_task(one(False))]
+        while not any(n >= 1 for _, n in tr.streaming.values()):
+            await asyncio.sleep(0.02)
+        os.kill(ranks[last], signal.SIGKILL)
+        t_kill = time.monotonic()
+        outcomes = await asyncio.wait_for(asyncio.gather(*calls), 30)
+        await client.close()
+        return outcomes, time.monotonic() - t_kill
+
+    outcomes, ended_after = asyncio.run(scenario())
+    assert all(isinstance(o, openai.APIError) and _retryable(o) for o in outcomes), outcomes
+    streamed, whole = outcomes
+    assert not isinstance(streamed, openai.APIStatusError)  # an error event after tokens
+    assert isinstance(whole, openai.APIStatusError) and whole.status_code == 503
+    assert ended_after <= WORKER_TIMEOUT_S + HEARTBEAT_S + 1
+    refused = httpx.post(
+        svc.url + "/chat/completions",
+        json={"model": "tiny", "messages": [{"role": "user", "content": "x"}]},
+        headers={"Authorization": f"Bearer {keys['physics']}"},
+        timeout=5,
+    )
+    assert refused.status_code == 503 and refused.json()["error"]["code"] == "retryable"
+    assert httpx.get(svc.base + "/health", timeout=5).status_code == 503
+    assert svc.proc is not None and svc.proc.poll() is None and alive(ranks[0])
+    assert store.count_calls() == count  # nothing finished, nothing billed
+
+    t_stop = time.monotonic()
+    left = svc.stop()
+    assert left == [], f"processes left behind: {left}"
+    assert time.monotonic() - t_stop < 60
