@@ -193,7 +193,7 @@ class Scheduler:
             self.retention.on_return(spec, flow.away_tool, now - flow.left_at, flow.calls)
             flow.away_tool = None
         self._seq += 1
-        decisions = self._place(Waiting(spec, now, self._seq), now, stim, flow)
+        decisions = self._place(spec, now, self._seq, stim, flow)
         if self._record_story:
             self._tell(
                 spec.workflow_id,
@@ -306,37 +306,38 @@ class Scheduler:
         self._seq += 1
         return self._seq
 
-    def _place(self, w: Waiting, now: float, stim: str, flow: _Flow) -> list[Decision]:
-        """Route a new call (of `flow`) and dispatch it, or queue it until a slot frees."""
+    def _place(
+        self, spec: CallSpec, now: float, seq: int, stim: str, flow: _Flow
+    ) -> list[Decision]:
+        """Route a new call (of `flow`, `seq`-th to arrive) and dispatch it, or queue
+        it until a slot frees."""
         if not self.workers:
-            self.unrouted.append(w)
+            self.unrouted.append(Waiting(spec, now, seq))
             return self._pump(now, stim)
-        target, w.reason = self._route(w, flow)
+        target, reason = self._route(spec, flow)
         view = self.workers[target]
         if self._dirty or view.waiting or view.free() <= 0:
-            self._queue(w, target, flow)
+            self._queue(Waiting(spec, now, seq, reason), target, flow)
             return self._pump(now, stim)
         # No other worker is ready and this one has a free slot and an empty queue:
         # the pump would pick this call first. Skip the queue's round trip (the
         # ordering still sees the call join), then steal as the pump would.
-        self.ordering.on_enqueue(w.spec, self.backlog)
-        decisions = self._dispatch(w, view, w.reason, stim, flow)
+        self.ordering.on_enqueue(spec, self.backlog)
+        decisions = self._dispatch(spec, seq, view, reason, stim, flow)
         if self.router.steals and self._backlogged:
             decisions += self._steal(stim)
         return decisions
 
-    def _route(self, w: Waiting, flow: _Flow | None) -> tuple[str, str]:
+    def _route(self, spec: CallSpec, flow: _Flow | None) -> tuple[str, str]:
         previous = flow.last_worker if flow is not None else None
-        return self.router.route(
-            w.spec, previous if previous in self.workers else None, self._views
-        )
+        return self.router.route(spec, previous if previous in self.workers else None, self._views)
 
     def _enqueue(self, w: Waiting) -> None:
         if not self.workers:
             self.unrouted.append(w)
             return
         flow = self.flows.get(w.spec.workflow_id)
-        target, w.reason = self._route(w, flow)
+        target, w.reason = self._route(w.spec, flow)
         self._queue(w, target, flow)
 
     def _queue(self, w: Waiting, target: str, flow: _Flow | None) -> None:
@@ -383,7 +384,8 @@ class Scheduler:
                     break
                 queue.pop(picked[0])
                 self._unwait(picked[1].spec.call_id)
-                decisions += self._dispatch(picked[1], view, picked[1].reason, stim)
+                w = picked[1]
+                decisions += self._dispatch(w.spec, w.seq, view, w.reason, stim)
         if self.router.steals and self._backlogged:
             decisions += self._steal(stim)
         return decisions
@@ -414,7 +416,7 @@ class Scheduler:
                         f"steal from {victim.worker_id}: wait {gain + recompute:.2f}s > "
                         f"recompute {recompute:.2f}s"
                     )
-                decisions += self._dispatch(w, thief, reason, stim)
+                decisions += self._dispatch(w.spec, w.seq, thief, reason, stim)
         return decisions
 
     def _order_of(self, worker_id: str) -> int:
@@ -441,15 +443,21 @@ class Scheduler:
         return best
 
     def _dispatch(
-        self, w: Waiting, view: WorkerView, reason: str, stim: str, flow: _Flow | None = None
+        self,
+        spec: CallSpec,
+        seq: int,
+        view: WorkerView,
+        reason: str,
+        stim: str,
+        flow: _Flow | None = None,
     ) -> list[Decision]:
-        """`flow`: the call's workflow when the caller has it at hand (else looked up)."""
-        spec = w.spec
+        """Run the call (`seq`-th to arrive) on `view`'s worker; `flow`: its workflow
+        when the caller has it at hand (else looked up)."""
         worker_id = view.worker_id
         view.running.add(spec.call_id)
         if view.free() == 0:
             self._free.discard(worker_id)
-        self.running[spec.call_id] = (spec, worker_id, w.seq)
+        self.running[spec.call_id] = (spec, worker_id, seq)
         if flow is None:
             flow = self.flows.get(spec.workflow_id)
         self.router.on_dispatch(spec, worker_id)

@@ -111,16 +111,20 @@ class AegPredictor:
     ) -> tuple[float, float, float]:
         """(P(return), expected gap s, how long to hold s) after `tool`: one lookup
         of the tool's statistics for all three, as a workflow leaves."""
+        # Called as every call ends: ToolStats.p_return and Counts.odds written out.
         s = self.stats.get((task_class, tool))
         if s is None or s.seen == 0:
             gap, horizon = self.prior_s, 2 * self.prior_s
         else:
             gap, horizon = s.mean_s, s.mean_s + 2 * math.sqrt(s.var_s2) + 0.05
-        p = (_UNSEEN_TOOL if s is None else s).p_return()
+        if s is None:
+            s = _UNSEEN_TOOL
+        p = (s.returns + 1) / (s.returns + s.abandons + 2)
         if position is not None:
             odds = p / (1 - p)
             at = self.positions.get((task_class, position_bucket(position)), _NO_COUNTS)
-            odds *= at.odds() / self.classes.get(task_class, _NO_COUNTS).odds()
+            of = self.classes.get(task_class, _NO_COUNTS)
+            odds *= ((at.returns + 1) / (at.abandons + 1)) / ((of.returns + 1) / (of.abandons + 1))
             p = odds / (1 + odds)
         return p, gap, horizon
 
@@ -138,9 +142,16 @@ class AegPredictor:
         self, task_class: str, tool: str, gap_s: float, position: int | None = None
     ) -> None:
         self._get(task_class, tool).observe_return(gap_s)
-        if position is not None:
-            self._count(self.positions, (task_class, position_bucket(position))).returns += 1
-            self._count(self.classes, task_class).returns += 1
+        if position is not None:  # _count written out: once per call that returns
+            key = (task_class, position_bucket(position))
+            at = self.positions.get(key)
+            if at is None:
+                at = self.positions[key] = Counts()
+            at.returns += 1
+            of = self.classes.get(task_class)
+            if of is None:
+                of = self.classes[task_class] = Counts()
+            of.returns += 1
 
     def observe_abandon(self, task_class: str, tool: str, position: int | None = None) -> None:
         self._get(task_class, tool).abandons += 1
