@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import pkgutil
 import sys
 from collections.abc import Sequence
@@ -43,7 +44,24 @@ def first_line(message: str) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run the verb of `argv` and return its exit code. Called without `argv`
+    (from the console script or `python -m`), main is the process's own entry:
+    a verb that sets `exit_without_teardown` (`sim`: millions of objects, nothing
+    open once its output is written) then ends the process here, stdout and
+    stderr flushed, instead of having the interpreter free each object first."""
     args = build_parser().parse_args(argv)
+    code = _run(args)
+    if argv is None and getattr(args, "exit_without_teardown", False):
+        try:
+            sys.stdout.flush()
+            sys.stderr.flush()
+        except OSError:  # a closed pipe: the interpreter's own exit would say 120
+            os._exit(120)
+        os._exit(code)
+    return code
+
+
+def _run(args: argparse.Namespace) -> int:
     try:
         code: int = args.func(args)
     except UsageError as exc:

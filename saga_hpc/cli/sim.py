@@ -33,7 +33,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     )
     p.add_argument("--profile", default="h100-llama3-8b")
     p.add_argument("--json", action="store_true", help="print the metrics as JSON")
-    p.set_defaults(func=_sim)
+    # Once the output is written nothing is open; the run's millions of objects
+    # need not be freed one by one at exit (saga_hpc.cli.main).
+    p.set_defaults(func=_sim, exit_without_teardown=True)
 
 
 def _sim(args: argparse.Namespace) -> int:
