@@ -115,8 +115,9 @@ class HeadMetrics:
         # Kept for the demo/bench summaries (bounded: one float per call of a run).
         self.overheads: list[float] = []
 
-    def track_calls(self, per_worker: Callable[[], Mapping[str, int]]) -> None:
-        """`saga_worker_calls{worker}`, counted when scraped (no bookkeeping per call)."""
+    def track_calls(self, per_worker: Callable[[], Mapping[str, tuple[int, int]]]) -> None:
+        """`saga_worker_calls{worker}` and `saga_worker_streams{worker}`, counted
+        when scraped (no bookkeeping per call)."""
         self.registry.register(_CallsPerWorker(per_worker))
 
     def worker_started(self, info: Register) -> None:
@@ -144,15 +145,23 @@ class HeadMetrics:
 
 
 class _CallsPerWorker(Collector):
-    def __init__(self, per_worker: Callable[[], Mapping[str, int]]) -> None:
+    def __init__(self, per_worker: Callable[[], Mapping[str, tuple[int, int]]]) -> None:
         self.per_worker = per_worker
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
-        gauge = GaugeMetricFamily(
+        calls = GaugeMetricFamily(
             "saga_worker_calls",
             "Calls dispatched to the worker and not finished (live workers)",
             labels=["worker"],
         )
-        for worker, n in sorted(self.per_worker().items()):
-            gauge.add_metric([worker], n)
-        yield gauge
+        streams = GaugeMetricFamily(
+            "saga_worker_streams",
+            "Of those, streamed calls whose tokens already reach their client "
+            "(the worker's death cuts them; the others run again elsewhere)",
+            labels=["worker"],
+        )
+        for worker, (n_calls, n_streams) in sorted(self.per_worker().items()):
+            calls.add_metric([worker], n_calls)
+            streams.add_metric([worker], n_streams)
+        yield calls
+        yield streams

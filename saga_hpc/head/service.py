@@ -110,13 +110,16 @@ class HeadService:
         self.router.close()
         self.ctx.term()
 
-    def calls_per_worker(self) -> dict[str, int]:
-        """Calls each live worker is running (dispatched, not finished)."""
-        count = {w.worker_id: 0 for w in self.registry.alive()}
+    def calls_per_worker(self) -> dict[str, tuple[int, int]]:
+        """Per live worker: calls it runs (dispatched, not finished), and how many
+        of them stream tokens to their client already."""
+        calls = {w.worker_id: 0 for w in self.registry.alive()}
+        streams = dict(calls)
         for ctx in self.calls.values():
-            if ctx.worker_id in count:
-                count[ctx.worker_id] += 1
-        return count
+            if ctx.worker_id in calls:
+                calls[ctx.worker_id] += 1
+                streams[ctx.worker_id] += bool(ctx.stream and ctx.streamed_tokens)
+        return {w: (calls[w], streams[w]) for w in calls}
 
     # ---------------------------------------------------------------- calls
 
