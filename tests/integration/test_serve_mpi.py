@@ -15,6 +15,7 @@ import pytest
 from saga_hpc.cli.main import main as cli
 from saga_hpc.client.service import ServiceProcess
 from saga_hpc.store.store import Store
+from tests.support.store import store_with_keys
 
 pytestmark = [pytest.mark.vllm, pytest.mark.mpi, pytest.mark.timeout(900)]
 
@@ -25,14 +26,7 @@ def served(
 ) -> Iterator[tuple[ServiceProcess, Store, dict[str, str]]]:
     run_dir = tmp_path_factory.mktemp("serve")
     db = f"sqlite:///{run_dir / 'saga.db'}"
-    store = Store.open(db)
-    store.upgrade()
-    keys = {}
-    for user, account in (("alice", "physics"), ("bob", "biology")):
-        store.ensure_account(account)
-        store.ensure_user(user)
-        store.ensure_association(user, account)
-        keys[account] = store.create_api_key(user, account)[1]
+    store, keys = store_with_keys(db, {"physics": "alice", "biology": "bob"})
     with ServiceProcess(tiny_model, db, run_dir, workers=2, ready_timeout_s=400) as svc:
         yield svc, store, keys
     store.close()

@@ -32,6 +32,7 @@ from saga_hpc.client.service import ServiceProcess
 from saga_hpc.store.store import Store
 from saga_hpc.store.tables import Call, LedgerEntry
 from tests.support.ranks import alive, descendants, rank_pids
+from tests.support.store import store_with_keys
 
 pytestmark = [pytest.mark.vllm, pytest.mark.mpi, pytest.mark.timeout(900)]
 
@@ -88,14 +89,7 @@ def served(
 ) -> Iterator[tuple[ServiceProcess, Store, dict[str, str]]]:
     run_dir = tmp_path_factory.mktemp("kill")
     db = f"sqlite:///{run_dir / 'saga.db'}"
-    store = Store.open(db)
-    store.upgrade()
-    keys = {}
-    for user, account in (("alice", "physics"), ("bob", "biology")):
-        store.ensure_account(account)
-        store.ensure_user(user)
-        store.ensure_association(user, account)
-        keys[account] = store.create_api_key(user, account)[1]
+    store, keys = store_with_keys(db, {"physics": "alice", "biology": "bob"})
     with ServiceProcess(tiny_model, db, run_dir, workers=WORKERS, ready_timeout_s=600) as svc:
         yield svc, store, keys
     store.close()

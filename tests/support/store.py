@@ -1,4 +1,4 @@
-"""A migrated store with one member of one account, for tests that need a key."""
+"""A migrated store with members of accounts, for tests that need their keys."""
 
 from __future__ import annotations
 
@@ -13,3 +13,16 @@ def store_with_key(db: str, user: str = "alice", account: str = "physics") -> tu
     store.ensure_user(user)
     store.ensure_association(user, account)
     return store, store.create_api_key(user, account)[1]
+
+
+def store_with_keys(db: str, members: dict[str, str]) -> tuple[Store, dict[str, str]]:
+    """The store at `db` (migrated) and an API key per account of `members` (account: user)."""
+    store = Store.open(db)
+    store.upgrade()
+    keys = {}
+    for account, user in members.items():
+        store.ensure_account(account)
+        store.ensure_user(user)
+        store.ensure_association(user, account)
+        keys[account] = store.create_api_key(user, account)[1]
+    return store, keys
