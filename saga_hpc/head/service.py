@@ -328,12 +328,7 @@ class HeadService:
             if (ctx.stream and ctx.streamed_tokens) or ctx.attempts >= self.settings.max_attempts:
                 # Tokens already reached a streaming client: replaying elsewhere
                 # would duplicate them, so the client retries the whole call.
-                self.calls.pop(ctx.call_id)
-                self._apply(self.scheduler.fail(ctx.call_id, now))
-                self.metrics.interrupted.inc()
-                ctx.events.put_nowait(
-                    Failed(ctx.call_id, f"worker {worker_id} died mid-call", True)
-                )
+                self._interrupt(ctx, f"worker {worker_id} died mid-call", now)
             else:
                 ctx.worker_id = None
                 ctx.queued_at = now
@@ -349,10 +344,14 @@ class HeadService:
         if self.registry.alive():
             return
         for ctx in list(self.calls.values()):
-            del self.calls[ctx.call_id]
-            self._apply(self.scheduler.fail(ctx.call_id, now))
-            self.metrics.interrupted.inc()
-            ctx.events.put_nowait(Failed(ctx.call_id, NO_WORKER, True))
+            self._interrupt(ctx, NO_WORKER, now)
+
+    def _interrupt(self, ctx: CallContext, reason: str, now: float) -> None:
+        """End a call its worker's death cut short with a retryable error."""
+        del self.calls[ctx.call_id]
+        self._apply(self.scheduler.fail(ctx.call_id, now))
+        self.metrics.interrupted.inc()
+        ctx.events.put_nowait(Failed(ctx.call_id, reason, True))
 
     async def _send(self, identity: bytes, msg: Message) -> None:
         try:
