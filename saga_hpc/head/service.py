@@ -278,19 +278,16 @@ class HeadService:
                 self.registry.seen(msg.worker_id, now, msg)
                 self._apply(self.scheduler.observe(_stats(msg), now))
             case Tokens():
-                self.registry.heard_from(identity, now)
                 ctx = self.calls.get(msg.call_id)
                 if ctx is not None:
                     ctx.streamed_tokens = msg.output_tokens
                     if ctx.stream:  # a whole answer waits for Done only: no wake-up per frame
                         ctx.events.put_nowait(msg)
             case Done():
-                self.registry.heard_from(identity, now)
                 ctx = self.calls.pop(msg.call_id, None)
                 if ctx is not None:
                     self._spawn(self._finish(ctx, msg))
             case Failed():
-                self.registry.heard_from(identity, now)
                 self._on_failed(msg, now)
             case Bye():
                 self._apply(self.scheduler.remove_worker(msg.worker_id, now))

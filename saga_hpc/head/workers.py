@@ -26,21 +26,11 @@ class WorkerRegistry:
     def __init__(self, timeout_s: float) -> None:
         self.timeout_s = timeout_s
         self._workers: dict[str, WorkerHandle] = {}
-        self._by_identity: dict[bytes, WorkerHandle] = {}
 
     def register(self, info: Register, identity: bytes, now: float) -> WorkerHandle:
         handle = WorkerHandle(info=info, identity=identity, last_seen=now)
         self._workers[info.worker_id] = handle
-        self._by_identity[identity] = handle
         return handle
-
-    def heard_from(self, identity: bytes, now: float) -> None:
-        """Any frame is a sign of life, not only a heartbeat: a worker whose
-        event loop is too busy to beat on time (seen: 3.5 s late under load)
-        but still streams tokens must not be declared dead and its calls re-run."""
-        handle = self._by_identity.get(identity)
-        if handle is not None and handle.alive:
-            handle.last_seen = now
 
     def seen(self, worker_id: str, now: float, heartbeat: Heartbeat | None = None) -> None:
         handle = self._workers.get(worker_id)
