@@ -21,6 +21,7 @@ from saga_hpc.core.ordering import ORDERINGS, Ordering
 from saga_hpc.core.queue import GroupedQueue, Waiting
 from saga_hpc.core.retention import RETENTIONS, Retention
 from saga_hpc.core.routing import ROUTERS, CacheAware, Router, WorkerView
+from saga_hpc.core.stealing import steal
 from saga_hpc.core.types import (
     CallOutcome,
     CallSpec,
@@ -325,7 +326,7 @@ class Scheduler:
         self.ordering.on_enqueue(spec, self.backlog)
         decisions = self._dispatch(spec, seq, view, reason, stim, flow)
         if self.router.steals and self._backlogged:
-            decisions += self._steal(stim)
+            decisions += steal(self, stim)
         return decisions
 
     def _route(self, spec: CallSpec, flow: _Flow | None) -> tuple[str, str]:
@@ -387,60 +388,11 @@ class Scheduler:
                 w = picked[1]
                 decisions += self._dispatch(w.spec, w.seq, view, w.reason, stim)
         if self.router.steals and self._backlogged:
-            decisions += self._steal(stim)
-        return decisions
-
-    def _steal(self, stim: str) -> list[Decision]:
-        decisions: list[Decision] = []
-        # The gain does not depend on the thief (an idle worker has no queue, so it
-        # is never a victim): when no queue is worth stealing from, no idle worker
-        # will steal; stop before even listing them, as most pumps do.
-        best = self._best_victim()
-        if best is None:
-            return decisions
-        idle = [v for v in map(self.workers.__getitem__, self._free) if v.waiting == 0]
-        for thief in sorted(idle, key=lambda v: v.order):
-            while thief.free() > 0:
-                if best is None:
-                    best = self._best_victim()
-                    if best is None:
-                        return decisions
-                gain, victim, group, w = best
-                best = None
-                self.queues[victim.worker_id].pop(group)
-                self._unwait(w.spec.call_id)
-                reason = ""
-                if self._record_story:
-                    recompute = self.cost.recompute_s(w.spec.prompt_tokens)
-                    reason = (
-                        f"steal from {victim.worker_id}: wait {gain + recompute:.2f}s > "
-                        f"recompute {recompute:.2f}s"
-                    )
-                decisions += self._dispatch(w.spec, w.seq, thief, reason, stim)
+            decisions += steal(self, stim)
         return decisions
 
     def _order_of(self, worker_id: str) -> int:
         return self.workers[worker_id].order
-
-    def _best_victim(self) -> tuple[float, WorkerView, str, Waiting] | None:
-        """The waiting call whose move saves the most time, over every queue (ties:
-        the first worker to register)."""
-        best: tuple[float, WorkerView, str, Waiting] | None = None
-        for wid in self._backlogged:
-            victim = self.workers[wid]
-            queue = self.queues[wid]
-            picked = queue.best(self.ordering.rank)
-            if picked is None:
-                continue
-            # The head of the victim's queue waits for a slot there; moving it
-            # costs recomputing its prefix here (its blocks stay with the victim).
-            wait_s = len(queue) / victim.concurrency() * self.mean_service_s
-            gain = wait_s - self.cost.recompute_s(picked[1].spec.prompt_tokens)
-            if gain > 0 and (
-                best is None or gain > best[0] or (gain == best[0] and victim.order < best[1].order)
-            ):
-                best = (gain, victim, picked[0], picked[1])
-        return best
 
     def _dispatch(
         self,
