@@ -75,6 +75,7 @@ def new_context(
         priority=0,
         cache_salt=cache_salt(principal.account),
         ignore_eos=req.ignore_eos,
+        stream=req.stream,
     )
     return CallContext(
         spec=spec,

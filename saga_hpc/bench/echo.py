@@ -18,6 +18,7 @@ import asyncio
 import contextlib
 import os
 import time
+from array import array
 
 import uvloop
 import zmq
@@ -28,6 +29,7 @@ from saga_hpc.protocol import (
     Cancel,
     Done,
     Heartbeat,
+    Message,
     Register,
     Shutdown,
     Submit,
@@ -86,22 +88,16 @@ class EchoWorker:
                 )
             )
         )
+        # Frames go in and out through a plain (shadow) socket when they can:
+        # an awaited send or receive costs a future and a loop round trip per
+        # frame, more than the echo's own work.
+        self.plain = zmq.Socket.shadow(sock.underlying)
         beat = asyncio.create_task(self._beat())
         try:
-            while not stop.is_set():
-                if not await sock.poll(100):
-                    continue
-                msg = decode(await sock.recv())
-                if self.dead:
-                    continue
-                if isinstance(msg, Submit):
-                    self.tasks[msg.call_id] = asyncio.create_task(self._serve(msg))
-                elif isinstance(msg, Cancel):
-                    task = self.tasks.pop(msg.call_id, None)
-                    if task is not None:
-                        task.cancel()
-                elif isinstance(msg, Shutdown):
-                    break
+            leaving = False
+            while not (leaving or stop.is_set()):
+                if await sock.poll(100):
+                    leaving = self._take_frames()
             await sock.send(encode(Bye(worker_id=self.worker_id, reason="shutdown")))
         finally:
             beat.cancel()
@@ -109,6 +105,35 @@ class EchoWorker:
                 task.cancel()
             sock.close()
             ctx.term()
+
+    def _take_frames(self) -> bool:
+        """Act on every frame queued; True when the head said to shut down."""
+        while True:
+            try:
+                frame = self.plain.recv(zmq.NOBLOCK)
+            except zmq.Again:
+                return False
+            if not self.dead and self._handle(decode(frame)):
+                return True
+
+    def _handle(self, msg: Message) -> bool:
+        """Act on a frame from the head; True when it says to shut down."""
+        if isinstance(msg, Submit):
+            self.tasks[msg.call_id] = asyncio.create_task(self._serve(msg))
+        elif isinstance(msg, Cancel):
+            task = self.tasks.pop(msg.call_id, None)
+            if task is not None:
+                task.cancel()
+        return isinstance(msg, Shutdown)
+
+    async def _send(self, msg: Message) -> None:
+        """Send at once when the socket can (it nearly always can); wait only
+        when the head is slow to take frames in (the high-water mark)."""
+        frame = encode(msg)
+        try:
+            self.plain.send(frame, zmq.NOBLOCK)
+        except zmq.Again:
+            await self.sock.send(frame)
 
     def die(self) -> None:
         """Go silent at once, as a killed process would (the socket stays open)."""
@@ -120,14 +145,14 @@ class EchoWorker:
         """Tokens of the longest prefix seen before under the same salt. Blocks are
         keyed by a chained hash (as vLLM's are), so memory stays per block, not
         per prefix length, over a long load run."""
-        ids = msg.prompt_token_ids
+        raw = array("I", msg.prompt_token_ids).tobytes()  # one C pass; 4 bytes a token
+        step = 4 * self.block_size
         cached = 0
         key: object = msg.cache_salt
-        for b in range(len(ids) // self.block_size):
-            block = tuple(ids[b * self.block_size : (b + 1) * self.block_size])
-            key = hash((key, block))
+        for end in range(step, len(raw) + 1, step):
+            key = hash((key, raw[end - step : end]))
             if (msg.cache_salt, key) in self.seen_blocks:
-                cached = (b + 1) * self.block_size
+                cached = end // 4
             self.seen_blocks.add((msg.cache_salt, key))
         return cached
 
@@ -135,30 +160,30 @@ class EchoWorker:
         t0 = time.monotonic()
         cached = self._cached(msg)
         with contextlib.suppress(asyncio.CancelledError):
-            made = 0
-            while made < msg.max_tokens:
-                # One sleep per frame, not per token: the same engine time, and the
-                # echo's own CPU (a timer per token) no longer crowds the head's cores.
-                step = min(self.stream_every, msg.max_tokens - made)
-                if self.delay_s:
-                    await asyncio.sleep(self.delay_s * step)
-                made += step
-                if step == self.stream_every:  # a full frame; the rest comes with Done
-                    await self.sock.send(
-                        encode(Tokens(call_id=msg.call_id, text="tok " * step, output_tokens=made))
-                    )
-            await self.sock.send(
-                encode(
-                    Done(
-                        call_id=msg.call_id,
-                        text="tok " * msg.max_tokens,
-                        prompt_tokens=len(msg.prompt_token_ids),
-                        cached_tokens=cached,
-                        output_tokens=msg.max_tokens,
-                        finish_reason="length",
-                        engine_time_s=time.monotonic() - t0,
-                        first_token_s=0.0,
-                    )
+            if msg.stream:
+                made = 0
+                while made < msg.max_tokens:
+                    # One sleep per frame, not per token: the same engine time, and
+                    # the echo's own CPU (a timer per token) leaves the cores to the head.
+                    step = min(self.stream_every, msg.max_tokens - made)
+                    if self.delay_s:
+                        await asyncio.sleep(self.delay_s * step)
+                    made += step
+                    if step == self.stream_every:  # a full frame; the rest comes with Done
+                        text = "tok " * step
+                        await self._send(Tokens(call_id=msg.call_id, text=text, output_tokens=made))
+            elif self.delay_s:  # the client wants the whole answer: no frame until Done
+                await asyncio.sleep(self.delay_s * msg.max_tokens)
+            await self._send(
+                Done(
+                    call_id=msg.call_id,
+                    text="tok " * msg.max_tokens,
+                    prompt_tokens=len(msg.prompt_token_ids),
+                    cached_tokens=cached,
+                    output_tokens=msg.max_tokens,
+                    finish_reason="length",
+                    engine_time_s=time.monotonic() - t0,
+                    first_token_s=0.0,
                 )
             )
             self.served += 1
@@ -167,18 +192,16 @@ class EchoWorker:
     async def _beat(self) -> None:
         while True:
             if not self.silent:
-                await self.sock.send(
-                    encode(
-                        Heartbeat(
-                            worker_id=self.worker_id,
-                            running=len(self.tasks),
-                            waiting=0,
-                            kv_blocks_total=self.kv_tokens // self.block_size,
-                            kv_blocks_used=0,
-                            kv_blocks_cached=0,
-                            prefix_query_tokens=0,
-                            prefix_hit_tokens=0,
-                        )
+                await self._send(
+                    Heartbeat(
+                        worker_id=self.worker_id,
+                        running=len(self.tasks),
+                        waiting=0,
+                        kv_blocks_total=self.kv_tokens // self.block_size,
+                        kv_blocks_used=0,
+                        kv_blocks_cached=0,
+                        prefix_query_tokens=0,
+                        prefix_hit_tokens=0,
                     )
                 )
             await asyncio.sleep(0.5)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import types
 import typing
+from collections.abc import Callable
 from typing import Any
 
 import msgpack
@@ -19,9 +20,10 @@ class ProtocolError(ValueError):
 
 
 def encode(msg: Message) -> bytes:
-    body = {f.name: getattr(msg, f.name) for f in dataclasses.fields(msg)}
+    names, tag = _layout(type(msg))
+    body = {name: getattr(msg, name) for name in names}
     body["v"] = PROTOCOL_VERSION
-    body["t"] = type(msg).__name__.lower()
+    body["t"] = tag
     packed: bytes = msgpack.packb(body, use_bin_type=True)
     return packed
 
@@ -39,58 +41,102 @@ def decode(frame: bytes) -> Message:
     cls = MESSAGE_TYPES.get(body.pop("t", None))
     if cls is None:
         raise ProtocolError("unknown message type")
-    hints, fields = _schema(cls)
-    unknown = set(body) - set(fields)
-    if unknown:
-        raise ProtocolError(f"{cls.__name__}: unknown fields {sorted(unknown)}")
-    for name, f in fields.items():
+    schema = _schema(cls)
+    if not body.keys() <= schema.names:
+        raise ProtocolError(f"{cls.__name__}: unknown fields {sorted(body.keys() - schema.names)}")
+    for name in schema.required:
         if name not in body:
-            if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
-                raise ProtocolError(f"{cls.__name__}: missing field {name!r}")
-            continue
-        if name == "retain":  # msgpack turns tuples into lists
-            body[name] = (
-                [tuple(item) for item in body[name]] if isinstance(body[name], list) else body[name]
-            )
-        if not _conforms(body[name], hints[name]):
-            raise ProtocolError(f"{cls.__name__}.{name}: bad value {body[name]!r:.60}")
+            raise ProtocolError(f"{cls.__name__}: missing field {name!r}")
+    for name, value in body.items():
+        if name == "retain" and isinstance(value, list):  # msgpack turns tuples into lists
+            body[name] = value = [tuple(i) if isinstance(i, list) else i for i in value]
+        if not schema.checks[name](value):
+            raise ProtocolError(f"{cls.__name__}.{name}: bad value {value!r:.60}")
     msg: Message = cls(**body)
     return msg
 
 
-_SCHEMAS: dict[type[Any], tuple[dict[str, Any], dict[str, dataclasses.Field[Any]]]] = {}
+Check = Callable[[Any], bool]
 
 
-def _schema(cls: type[Any]) -> tuple[dict[str, Any], dict[str, dataclasses.Field[Any]]]:
-    """Type hints and fields per message class (resolving hints is slow; do it once)."""
-    if cls not in _SCHEMAS:
-        _SCHEMAS[cls] = typing.get_type_hints(cls), {f.name: f for f in dataclasses.fields(cls)}
-    return _SCHEMAS[cls]
+@dataclasses.dataclass(frozen=True)
+class _Schema:
+    names: frozenset[str]
+    required: tuple[str, ...]  # fields without a default
+    checks: dict[str, Check]  # per field: does a decoded value fit its annotation
 
 
-def _conforms(value: Any, hint: Any) -> bool:
-    """Check a decoded value against a (simple) annotation: scalars, unions, list, tuple."""
+_SCHEMAS: dict[type[Any], _Schema] = {}
+_LAYOUTS: dict[type[Any], tuple[tuple[str, ...], str]] = {}
+
+
+def _layout(cls: type[Any]) -> tuple[tuple[str, ...], str]:
+    """Field names and type tag of a message class (dataclasses.fields per frame costs)."""
+    layout = _LAYOUTS.get(cls)
+    if layout is None:
+        layout = _LAYOUTS[cls] = (
+            tuple(f.name for f in dataclasses.fields(cls)),
+            cls.__name__.lower(),
+        )
+    return layout
+
+
+def _schema(cls: type[Any]) -> _Schema:
+    """Each field's check, built once per message class from its annotations
+    (resolving and walking type hints per frame cost more than the rest of decode)."""
+    schema = _SCHEMAS.get(cls)
+    if schema is None:
+        hints = typing.get_type_hints(cls)
+        fields = dataclasses.fields(cls)
+        schema = _SCHEMAS[cls] = _Schema(
+            names=frozenset(f.name for f in fields),
+            required=tuple(
+                f.name
+                for f in fields
+                if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+            ),
+            checks={f.name: _check(hints[f.name]) for f in fields},
+        )
+    return schema
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_float(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _check(hint: Any) -> Check:
+    """A check for a (simple) annotation: scalars, unions, list, tuple."""
     origin = typing.get_origin(hint)
     if origin in (typing.Union, types.UnionType):
-        return any(_conforms(value, arg) for arg in typing.get_args(hint))
+        alternatives = [_check(arg) for arg in typing.get_args(hint)]
+        return lambda value: any(ok(value) for ok in alternatives)
     if hint is type(None):
-        return value is None
+        return lambda value: value is None
     if hint is float:
-        return isinstance(value, int | float) and not isinstance(value, bool)
+        return _is_float
     if hint is int:
-        return isinstance(value, int) and not isinstance(value, bool)
+        return _is_int
     if origin is list:
         (item,) = typing.get_args(hint)
-        if not isinstance(value, list):
-            return False
-        if item is int:  # prompt token ids: thousands per Submit, one C-speed pass
-            return all(type(v) is int for v in value) or all(_conforms(v, int) for v in value)
-        return all(_conforms(v, item) for v in value)
+        if item is int:  # prompt token ids: thousands per Submit, checked at C speed
+            return lambda value: (
+                isinstance(value, list)
+                and (set(map(type, value)) <= _INT_ONLY or all(map(_is_int, value)))
+            )
+        each = _check(item)
+        return lambda value: isinstance(value, list) and all(map(each, value))
     if origin is tuple:
-        args = typing.get_args(hint)
-        return (
+        parts = [_check(arg) for arg in typing.get_args(hint)]
+        return lambda value: (
             isinstance(value, tuple)
-            and len(value) == len(args)
-            and all(_conforms(v, a) for v, a in zip(value, args, strict=True))
+            and len(value) == len(parts)
+            and all(ok(v) for ok, v in zip(parts, value, strict=True))
         )
-    return isinstance(value, hint)
+    return lambda value: isinstance(value, hint)
+
+
+_INT_ONLY = frozenset({int})

@@ -73,11 +73,16 @@ class Submit:
     # Per-tenant salt: vLLM never shares cached blocks across different salts.
     cache_salt: str
     ignore_eos: bool = False
+    # False: the client waits for the whole answer, so the worker sends no Tokens
+    # frames, only Done (the head would drop them: four frames in five at the
+    # bench's load). The default keeps a Submit without the field streaming.
+    stream: bool = True
 
 
 @dataclass(frozen=True, slots=True)
 class Tokens:
-    """Newly generated text of a call (streaming); `output_tokens` is cumulative."""
+    """Newly generated text of a call whose Submit had `stream`; `output_tokens`
+    is cumulative."""
 
     call_id: str
     text: str

@@ -62,6 +62,7 @@ SAMPLES = [
         priority=-3,
         cache_salt="acct-x",
         ignore_eos=True,
+        stream=False,
     ),
     Tokens(call_id="c1", text="hé", output_tokens=1),
     Done(
@@ -138,6 +139,12 @@ def _submit_frame(ids: list[object]) -> bytes:
 def test_bad_frames_are_rejected(frame: bytes, error: str) -> None:
     with pytest.raises(ProtocolError, match=error.replace("[", r"\[").replace("]", r"\]")):
         decode(frame)
+
+
+def test_a_submit_without_the_stream_field_streams() -> None:
+    # A head that predates the field: its workers stream every call, as before.
+    msg = decode(_submit_frame([1, 2]))
+    assert isinstance(msg, Submit) and msg.stream and not msg.ignore_eos
 
 
 @given(st.binary(max_size=64))
