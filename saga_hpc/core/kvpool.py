@@ -151,8 +151,9 @@ class KVPool:
         self.query_blocks += total_blocks + shared_blocks
         return Admission(own_hit + shared_hit, own_hit, new)
 
-    def finish(self, key: str, now: float, shared_key: str | None = None) -> None:
-        """The call ended: its blocks stay cached, evictable by policy."""
+    def finish(self, key: str, now: float, shared_key: str | None = None) -> int:
+        """The call ended: its blocks stay cached, evictable by policy. Returns the
+        blocks cached for `key`."""
         entries = self.entries
         for k in (key, shared_key) if shared_key else (key,):
             e = entries.get(k) if k else None
@@ -163,6 +164,7 @@ class KVPool:
             if e.refs == 0:
                 self.pinned -= e.blocks
                 self._push(e, now)
+        return self.cached(key)
 
     # ------------------------------------------------------------------ hints
 

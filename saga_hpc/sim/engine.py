@@ -48,15 +48,34 @@ EVICTION = {"lru": "lru", "ttl": "ttl", "aeg": "aeg", "belady": "belady"}
 
 
 @dataclass(slots=True)
-class _Call:
+class _Run:
+    """A task from its first call's arrival to its last call's end: what its
+    calls share, kept on one object rather than in a dict per field."""
+
     task: Task
+    prompts: list[int]  # prompt size of each call
+    hashes: tuple[int, int]  # prefix hashes: shared system prompt, own context
+    shared_key: str  # the pool key of its tenant and class's shared system prompt
+    system_blocks: int  # blocks of the shared system prompt
+    call: _Call | None = None  # the call arrived and not finished
+    left_gpu: int = -1  # GPU it left its context on at its last tool call (-1: none)
+    left_blocks: int = 0  # blocks it left cached there
+    wanted_on: int = -1  # GPU whose pool keeps its context for its waiting call
+    next_arrival: float | None = None  # when its next call arrives (belady's oracle)
+    gpus: set[int] = field(default_factory=set)  # GPUs whose pools may hold its context
+
+
+@dataclass(slots=True)
+class _Call:
+    run: _Run
     index: int
     call_id: str
     prompt: int
     keep: int  # own-context tokens reusable from the previous call
     out: int
     arrived: float
-    shared_key: str  # the pool key of its task class's shared system prompt
+    keep_blocks: int  # own-context blocks reusable from the previous call
+    own_blocks: int  # blocks of its own context with its output (prompt + out - system)
     gpu: int = -1
     hit: int = 0
     first_token: float = 0.0
@@ -167,14 +186,7 @@ class Simulation:
         self.tick_s, self.sample_s = tick_s, sample_s
         self._events: list[tuple[float, int, int, _Call | None]] = []
         self._seq = 0
-        self._calls: dict[str, _Call] = {}
-        self._next_arrival: dict[str, float] = {}  # workflow -> when its next call arrives
-        self._left_blocks: dict[str, tuple[int, int]] = {}  # workflow -> (gpu, blocks) at leave
-        self._wanted_on: dict[str, int] = {}  # workflow -> GPU whose pool keeps its context for it
-        self._live: set[str] = set()
-        # task -> prompt sizes per call, prefix hashes, shared prompt's pool key
-        self._prompts: dict[str, tuple[list[int], tuple[int, int], str]] = {}
-        self._gpus_of: dict[str, set[int]] = {}  # GPUs whose pools may hold a task's context
+        self._runs: dict[str, _Run] = {}  # tasks arrived and not finished, by task id
         self.records: list[CallRecord] = []
         self.tct: dict[str, float] = {}
         self.kv_samples: list[tuple[float, float, float]] = []
@@ -213,7 +225,8 @@ class Simulation:
                 task = tasks[next_task]
                 next_task += 1
                 next_at = tasks[next_task].arrival_s if next_task < n_tasks else math.inf
-                now, kind, obj = task.arrival_s, _ARRIVE, make_call(task, 0, task.arrival_s)
+                now, kind = task.arrival_s, _ARRIVE
+                obj = make_call(self._begin(task), 0, now)
             else:
                 now, _, kind, obj = pop(events)
             n_events += 1
@@ -249,40 +262,46 @@ class Simulation:
 
     # ------------------------------------------------------------------ calls
 
-    def _make_call(self, task: Task, index: int, at: float) -> _Call:
-        known = self._prompts.get(task.task_id)
-        if known is None:
-            # Two coarse "blocks" stand for the prompt's prefix: the shared system prompt
-            # and the workflow's own context (per-block hashes would cost O(context) per call).
-            known = self._prompts[task.task_id] = (
-                self._prompt_sizes.pop(task.task_id, []) or task.prompt_tokens(),
-                (self._class_hash(task), zlib.crc32(task.task_id.encode())),
-                self._shared_key(task),
-            )
-        prompts = known[0]
-        step = task.steps[index]
-        previous_context = (
-            prompts[index - 1] + task.steps[index - 1].output_tokens - task.system_tokens
-            if index
-            else 0
-        )
-        keep = min(step.keep_tokens, previous_context)
-        return _Call(
+    def _begin(self, task: Task) -> _Run:
+        """A task's first call arrives: its per-task state, computed once."""
+        # Two coarse "blocks" stand for the prompt's prefix: the shared system prompt
+        # and the workflow's own context (per-block hashes would cost O(context) per call).
+        run = self._runs[task.task_id] = _Run(
             task,
+            self._prompt_sizes.pop(task.task_id, []) or task.prompt_tokens(),
+            (self._class_hash(task), zlib.crc32(task.task_id.encode())),
+            self._shared_key(task),
+            task.system_tokens // self.block,
+        )
+        return run
+
+    def _make_call(self, run: _Run, index: int, at: float) -> _Call:
+        task, prompts, block = run.task, run.prompts, self.block
+        step = task.steps[index]
+        prompt = prompts[index]
+        if index:
+            previous = task.steps[index - 1]
+            previous_context = prompts[index - 1] + previous.output_tokens - task.system_tokens
+            keep = min(step.keep_tokens, previous_context)
+        else:
+            keep = 0
+        out = step.output_tokens
+        return _Call(
+            run,
             index,
             f"{task.task_id}#{index}",
-            prompts[index],
+            prompt,
             keep,
-            step.output_tokens,
+            out,
             at,
-            known[2],
+            keep // block,
+            -(-(prompt - task.system_tokens + out) // block),  # ceil
         )
 
     def _arrive(self, call: _Call, now: float) -> None:
-        self._calls[call.call_id] = call
-        task = call.task
-        self._live.add(task.task_id)
-        hashes = self._prompts[task.task_id][1]
+        run = call.run
+        run.call = call
+        task = run.task
         spec = CallSpec(
             call.call_id,
             task.task_id,
@@ -291,25 +310,28 @@ class Simulation:
             call.out,
             now,
             task.task_class,
-            hashes if call.index else hashes[:1],
+            run.hashes if call.index else run.hashes[:1],
         )
-        left = self._left_blocks.get(task.task_id)
-        if left is not None:
+        left = run.left_gpu
+        if left >= 0:
             # Its context waits for it (the engine or the head holds the call):
             # evicted last, as vLLM keeps a waiting request's prefix in its queue.
-            self.pools[left[0]].want(task.task_id, now)
-            self._wanted_on[task.task_id] = left[0]
+            self.pools[left].want(task.task_id, now)
+            run.wanted_on = left
         self._apply(self.sched.submit(spec, now), now)
 
     def _apply(self, decisions: list[Decision], now: float) -> None:
         gpu_of_worker = self._gpu_of_worker
         for d in decisions:
             if isinstance(d, Dispatch):
-                call = self._calls[d.call_id]
+                run = self._runs[d.workflow_id]
+                call = run.call
+                assert call is not None  # the task's one call in flight is the one dispatched
                 call.gpu = g = gpu_of_worker[d.worker_id]
                 gpu = self.gpus[g]
-                wanted_on = self._wanted_on.pop(d.workflow_id, g)
-                if wanted_on != g:  # moved (stolen): the old copy is no longer awaited
+                wanted_on, run.wanted_on = run.wanted_on, -1
+                if wanted_on >= 0 and wanted_on != g:
+                    # moved (stolen): the old copy is no longer awaited
                     self.pools[wanted_on].unwant(d.workflow_id, now)
                 if gpu.pending or not self._start(call, now):
                     gpu.pending.append(call)
@@ -323,32 +345,23 @@ class Simulation:
                 self.pools[gpu_of_worker[d.worker_id]].release(d.workflow_id, now)
 
     def _start(self, call: _Call, now: float) -> bool:
-        task, block, g = call.task, self.block, call.gpu
-        task_id = task.task_id
-        own = call.prompt - task.system_tokens + call.out
+        run, block, g = call.run, self.block, call.gpu
+        task_id = run.task.task_id
         adm = self.pools[g].admit(
-            task_id,
-            call.keep // block,
-            -(-own // block),  # ceil
-            now,
-            call.shared_key,
-            task.system_tokens // block,
+            task_id, call.keep_blocks, call.own_blocks, now, run.shared_key, run.system_blocks
         )
         if adm is None:
             return False
         gpu = self.gpus[g]
-        gpus_of = self._gpus_of.get(task_id)
-        if gpus_of is None:  # not setdefault: that would build a set for every call
-            self._gpus_of[task_id] = {g}
-        else:
-            gpus_of.add(g)
+        run.gpus.add(g)
         prompt = call.prompt
         call.hit = hit = min(adm.hit_blocks * block, prompt - 1)
-        left = self._left_blocks.pop(task_id, None)
-        if left is not None:
+        left = run.left_gpu
+        if left >= 0:
             # A retention miss: the workflow came back and part of the context it
             # left cached (and still needs) is gone, or it runs elsewhere now.
-            wanted = min(left[1], call.keep // block)
+            run.left_gpu = -1
+            wanted = min(run.left_blocks, call.keep_blocks)
             if adm.own_hit_blocks < wanted:
                 self.misses += 1
                 self.recomputed += (wanted - adm.own_hit_blocks) * block
@@ -366,12 +379,13 @@ class Simulation:
         return True
 
     def _finish(self, call: _Call, now: float) -> int:
-        task, g = call.task, call.gpu
+        run, g = call.run, call.gpu
+        task = run.task
         task_id = task.task_id
         gpu = self.gpus[g]
         gpu.running -= 1
         pool = self.pools[g]
-        del self._calls[call.call_id]
+        run.call = None
         index, steps = call.index, task.steps
         last = index == len(steps) - 1
         step = steps[index]
@@ -379,10 +393,10 @@ class Simulation:
         back = now + self._overhead + step.tool_s
         # The oracle must know the context's next use before the pool ranks it.
         if last:
-            self._live.discard(task_id)
+            del self._runs[task_id]
         else:
-            self._next_arrival[task_id] = back
-        pool.finish(task_id, now, call.shared_key)
+            run.next_arrival = back
+        cached = pool.finish(task_id, now, run.shared_key)
         prompt, hit, out = call.prompt, call.hit, call.out
         self.records.append(
             CallRecord(
@@ -409,15 +423,14 @@ class Simulation:
             last,
         )
         if not last:
-            self._left_blocks[task_id] = (g, pool.cached(task_id))
+            run.left_gpu, run.left_blocks = g, cached
             self._seq = seq = self._seq + 1
-            following = self._make_call(task, index + 1, back)
+            following = self._make_call(run, index + 1, back)
             heapq.heappush(self._events, (back, seq, _ARRIVE, following))
         else:
             self.tct[task_id] = now + self._overhead - task.arrival_s
-            for other in self._gpus_of.pop(task_id, ()):
+            for other in run.gpus:
                 self.pools[other].retire(task_id)
-            self._prompts.pop(task_id, None)
         self._apply(self.sched.complete(outcome, now), now)
         while gpu.pending and self._start(gpu.pending[0], now):
             gpu.pending.popleft()
@@ -467,9 +480,10 @@ class Simulation:
         """Belady's oracle: when this context is needed next (inf: never)."""
         if key.startswith("sys:"):
             return now
-        if key not in self._live:
+        run = self._runs.get(key)
+        if run is None:
             return math.inf
-        return self._next_arrival.get(key, now)
+        return now if run.next_arrival is None else run.next_arrival
 
     def _sample(self, now: float) -> None:
         cap = sum(p.capacity for p in self.pools)
