@@ -165,6 +165,7 @@ class Measured:
     result: RawLoadResult
     overhead_ms: dict[str, float]
     cpu_cores: dict[str, float]  # CPU seconds per wall second, per process
+    cpu_ms_per_call: dict[str, float]  # CPU milliseconds per completed call, per process
 
 
 async def measure(spec: RawLoadSpec, head: EchoHead) -> Measured:
@@ -176,8 +177,13 @@ async def measure(spec: RawLoadSpec, head: EchoHead) -> Measured:
     after = await scrape_histogram(spec.base_url, OVERHEAD)
     names = ["driver", "head", "echo_workers"][: len(cpu0)]
     wall = result.wall_s or 1.0
-    cores = {n: round((b - a) / wall, 2) for n, a, b in zip(names, cpu0, cpu1, strict=True)}
-    return Measured(result, histogram_quantiles(before, after, (0.5, 0.99)), cores)
+    used = {n: b - a for n, a, b in zip(names, cpu0, cpu1, strict=True)}
+    cores = {n: round(s / wall, 2) for n, s in used.items()}
+    # What a call costs each process: much less sensitive than calls/s and
+    # latency to what else runs on the machine's cores.
+    calls = len(result.completed) or 1
+    per_call = {n: round(1000 * s / calls, 3) for n, s in used.items()}
+    return Measured(result, histogram_quantiles(before, after, (0.5, 0.99)), cores, per_call)
 
 
 def summary(result: RawLoadResult, overhead_ms: dict[str, float]) -> dict[str, object]:
@@ -218,4 +224,6 @@ def run_bench(opts: EchoHeadOptions, spec: RawLoadSpec, warmup_calls: int) -> di
     out = summary(measured.result, measured.overhead_ms)
     out["ledger_missing"] = len(measured.result.completed) - billed
     out["cpu_cores"] = measured.cpu_cores
+    out["cpu_ms_per_call"] = measured.cpu_ms_per_call
+    out["load_average"] = [round(x, 2) for x in os.getloadavg()]  # others' work on the cores
     return {"config": {**spec.__dict__, "keys": len(spec.keys)}, **out}
