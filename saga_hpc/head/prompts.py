@@ -9,7 +9,6 @@ as vLLM never shares blocks across salts.
 
 from __future__ import annotations
 
-import hashlib
 import re
 import threading
 from array import array
@@ -67,8 +66,7 @@ class PromptBuilder:
         if self._pieces is not None and not add_special_tokens:
             return self._pieces.encode(text)
         if self._rust is not None:
-            batch = self._rust.encode_batch([text], add_special_tokens=add_special_tokens)
-            ids: list[int] = batch[0].ids
+            ids: list[int] = _encode_fast(self._rust, text, add_special_tokens)
             return ids
         return [int(t) for t in self.tokenizer.encode(text, add_special_tokens=add_special_tokens)]
 
@@ -81,6 +79,8 @@ class PromptBuilder:
     def check_ids(self, ids: Sequence[int]) -> None:
         if not ids:
             raise PromptError("'prompt' must not be empty")
+        if min(ids) >= 0 and max(ids) < self.vocab_size:  # two C passes: the usual case
+            return
         bad = next((t for t in ids if not 0 <= t < self.vocab_size), None)
         if bad is not None:
             raise PromptError(
@@ -158,7 +158,7 @@ class PieceCache:
                 self._ids.move_to_end(piece)
                 return cached
         # Outside the lock: the Rust encoder releases the GIL, other threads go on.
-        ids = array("I", self._rust.encode(piece, add_special_tokens=False).ids)
+        ids = array("I", _encode_fast(self._rust, piece, False))
         with self._lock:
             if piece not in self._ids:
                 self._ids[piece] = ids
@@ -169,15 +169,28 @@ class PieceCache:
         return ids
 
 
+def _encode_fast(rust: Any, text: str, add_special_tokens: bool) -> list[int]:
+    """Token ids of `text`. The batch encoder releases the GIL; its fast form
+    computes no character offsets (the head never reads them): a third less time
+    for a 270-character tool output on the tiny model's tokenizer, same ids."""
+    ids: list[int] = rust.encode_batch_fast([text], add_special_tokens=add_special_tokens)[0].ids
+    return ids
+
+
 def prefix_hashes(token_ids: Sequence[int], block_size: int, salt: str) -> tuple[int, ...]:
-    """Chained 63-bit hash of every full block: block i's hash covers blocks 0..i."""
-    out: list[int] = []
-    prev = hashlib.blake2b(salt.encode(), digest_size=8).digest()
+    """Chained 63-bit hash of every full block: block i's hash covers blocks 0..i.
+
+    Python's own hash of (previous, block bytes): SipHash in C, ~5x cheaper per
+    block than a hashlib object. It is seeded per process, which is all these
+    need: they are compared only within the head's core, never stored."""
     raw = array("I", token_ids).tobytes()  # 4 bytes per token, one C loop
     step = 4 * block_size
-    for start in range(0, 4 * (len(token_ids) // block_size) * block_size, step):
-        h = hashlib.blake2b(prev, digest_size=8)
-        h.update(raw[start : start + step])
-        prev = h.digest()
-        out.append(int.from_bytes(prev, "little") >> 1)
+    prev = hash(salt)
+    out: list[int] = []
+    for end in range(step, 4 * (len(token_ids) // block_size) * block_size + 1, step):
+        prev = hash((prev, raw[end - step : end]))
+        out.append(prev & _LOW_63_BITS)
     return tuple(out)
+
+
+_LOW_63_BITS = (1 << 63) - 1
