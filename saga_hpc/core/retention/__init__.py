@@ -17,8 +17,7 @@ pool) applies them when it must evict.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
-from typing import TypeVar
+from dataclasses import dataclass, field
 
 from saga_hpc.core.types import CallOutcome, CallSpec, Decision, Release, Retain
 
@@ -50,7 +49,7 @@ class ToolStats:
 
 def position_bucket(position: int) -> int:
     """Calls 1..7 each their own bucket, then one bucket per doubling (8-15, 16-31, ...)."""
-    if 0 <= position < len(_BUCKETS):
+    if 0 <= position < _N_BUCKETS:
         return _BUCKETS[position]
     return _bucket(position)
 
@@ -60,6 +59,7 @@ def _bucket(position: int) -> int:
 
 
 _BUCKETS = tuple(_bucket(p) for p in range(1024))  # looked up twice per call: computed once
+_N_BUCKETS = len(_BUCKETS)
 
 
 @dataclass(slots=True)
@@ -74,9 +74,22 @@ class Counts:
         return (self.returns + 1) / (self.abandons + 1)
 
 
-_K = TypeVar("_K")
 _UNSEEN_TOOL = ToolStats()  # read-only defaults: lookups of unseen keys build nothing
 _NO_COUNTS = Counts()
+
+
+@dataclass(slots=True)
+class _ClassModel:
+    """What the predictor learned of one task class: per tool, per position bucket,
+    and over the class. One lookup by class, then by tool or bucket: as every call
+    ends and every workflow returns, that is cheaper than tuple keys."""
+
+    tools: dict[str, ToolStats] = field(default_factory=dict)
+    positions: dict[int, Counts] = field(default_factory=dict)  # by position bucket
+    counts: Counts = field(default_factory=Counts)
+
+
+_NO_MODEL = _ClassModel()  # read-only, as _UNSEEN_TOOL
 
 
 class AegPredictor:
@@ -90,21 +103,27 @@ class AegPredictor:
 
     def __init__(self, prior_s: float = 2.0) -> None:
         self.prior_s = prior_s
-        self.stats: dict[tuple[str, str], ToolStats] = {}
-        self.positions: dict[tuple[str, int], Counts] = {}
-        self.classes: dict[str, Counts] = {}
+        self.models: dict[str, _ClassModel] = {}
 
-    def _get(self, task_class: str, tool: str) -> ToolStats:
-        s = self.stats.get((task_class, tool))
-        if s is None:
-            s = self.stats[(task_class, tool)] = ToolStats()
-        return s
+    # Views by the keys the docs use: (task class, tool), (task class, bucket), class.
 
-    def _count(self, table: dict[_K, Counts], key: _K) -> Counts:
-        c = table.get(key)
-        if c is None:
-            c = table[key] = Counts()
-        return c
+    @property
+    def stats(self) -> dict[tuple[str, str], ToolStats]:
+        return {(c, t): s for c, m in self.models.items() for t, s in m.tools.items()}
+
+    @property
+    def positions(self) -> dict[tuple[str, int], Counts]:
+        return {(c, b): n for c, m in self.models.items() for b, n in m.positions.items()}
+
+    @property
+    def classes(self) -> dict[str, Counts]:
+        return {c: m.counts for c, m in self.models.items()}
+
+    def _model(self, task_class: str) -> _ClassModel:
+        m = self.models.get(task_class)
+        if m is None:
+            m = self.models[task_class] = _ClassModel()
+        return m
 
     def forecast(
         self, task_class: str, tool: str, position: int | None = None
@@ -112,7 +131,8 @@ class AegPredictor:
         """(P(return), expected gap s, how long to hold s) after `tool`: one lookup
         of the tool's statistics for all three, as a workflow leaves."""
         # Called as every call ends: ToolStats.p_return and Counts.odds written out.
-        s = self.stats.get((task_class, tool))
+        m = self.models.get(task_class, _NO_MODEL)
+        s = m.tools.get(tool)
         if s is None or s.seen == 0:
             gap, horizon = self.prior_s, 2 * self.prior_s
         else:
@@ -122,8 +142,9 @@ class AegPredictor:
         p = (s.returns + 1) / (s.returns + s.abandons + 2)
         if position is not None:
             odds = p / (1 - p)
-            at = self.positions.get((task_class, position_bucket(position)), _NO_COUNTS)
-            of = self.classes.get(task_class, _NO_COUNTS)
+            bucket = _BUCKETS[position] if 0 <= position < _N_BUCKETS else _bucket(position)
+            at = m.positions.get(bucket, _NO_COUNTS)
+            of = m.counts
             odds *= ((at.returns + 1) / (at.abandons + 1)) / ((of.returns + 1) / (of.abandons + 1))
             p = odds / (1 + odds)
         return p, gap, horizon
@@ -141,23 +162,34 @@ class AegPredictor:
     def observe_return(
         self, task_class: str, tool: str, gap_s: float, position: int | None = None
     ) -> None:
-        self._get(task_class, tool).observe_return(gap_s)
-        if position is not None:  # _count written out: once per call that returns
-            key = (task_class, position_bucket(position))
-            at = self.positions.get(key)
+        m = self.models.get(task_class)
+        if m is None:
+            m = self.models[task_class] = _ClassModel()
+        s = m.tools.get(tool)
+        if s is None:
+            s = m.tools[tool] = ToolStats()
+        s.observe_return(gap_s)
+        if position is not None:  # once per call that returns: lookups written out
+            bucket = _BUCKETS[position] if 0 <= position < _N_BUCKETS else _bucket(position)
+            at = m.positions.get(bucket)
             if at is None:
-                at = self.positions[key] = Counts()
+                at = m.positions[bucket] = Counts()
             at.returns += 1
-            of = self.classes.get(task_class)
-            if of is None:
-                of = self.classes[task_class] = Counts()
-            of.returns += 1
+            m.counts.returns += 1
 
     def observe_abandon(self, task_class: str, tool: str, position: int | None = None) -> None:
-        self._get(task_class, tool).abandons += 1
+        m = self._model(task_class)
+        s = m.tools.get(tool)
+        if s is None:
+            s = m.tools[tool] = ToolStats()
+        s.abandons += 1
         if position is not None:
-            self._count(self.positions, (task_class, position_bucket(position))).abandons += 1
-            self._count(self.classes, task_class).abandons += 1
+            bucket = position_bucket(position)
+            at = m.positions.get(bucket)
+            if at is None:
+                at = m.positions[bucket] = Counts()
+            at.abandons += 1
+            m.counts.abandons += 1
 
 
 class Retention:
