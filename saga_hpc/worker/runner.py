@@ -1,14 +1,13 @@
 """The worker loop: register with the head, run calls on the engine, stream results back.
 
-One asyncio loop multiplexes the DEALER socket, one task per in-flight call and
-a heartbeat task. The engine batches the concurrent calls itself (continuous
-batching); the head never sends more than `slots` calls at once.
+One asyncio loop multiplexes the DEALER socket and one task per in-flight call;
+heartbeats go from a thread of their own (`beater.py`). The engine batches the
+concurrent calls itself (continuous batching); the head never sends more than `slots` calls at once.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import gc
 import logging
 import os
@@ -25,6 +24,7 @@ from saga_hpc.protocol import (
     Cancel,
     Done,
     Failed,
+    Heartbeat,
     Hints,
     ProtocolError,
     Register,
@@ -36,6 +36,7 @@ from saga_hpc.protocol import (
     encode,
 )
 from saga_hpc.protocol.messages import Message
+from saga_hpc.worker.beater import HeartbeatThread
 from saga_hpc.worker.engine import EngineSettings, build_engine
 from saga_hpc.worker.heartbeat import heartbeat
 from saga_hpc.worker.hint_channel import WorkerChannel
@@ -52,7 +53,7 @@ class WorkerRunner:
         self.tasks: dict[str, asyncio.Task[None]] = {}
         self.heartbeat_s = 1.0
         self.stopping = asyncio.Event()
-        self.beat_now = asyncio.Event()  # send the next heartbeat without waiting
+        self.beater: HeartbeatThread | None = None
         self.engine: Any = None
         self.channel: WorkerChannel | None = None
         self.ctx = zmq.asyncio.Context()
@@ -82,13 +83,18 @@ class WorkerRunner:
             engine_start_s,
             self.endpoint,
         )
-        tasks = [asyncio.create_task(self._heartbeats()), asyncio.create_task(self._receive())]
+        self.beater = HeartbeatThread(
+            self.endpoint, self.worker_id, self._beat, lambda: self.heartbeat_s, loop
+        )
+        self.beater.start()
+        tasks = [asyncio.create_task(self._receive())]
         if self.channel is not None:
-            tasks.append(asyncio.create_task(self.channel.receive_stats(self.beat_now.set)))
+            tasks.append(asyncio.create_task(self.channel.receive_stats(self.beater.beat_now)))
         await self.stopping.wait()
         for task in tasks:
             task.cancel()
         await self._drain(grace_s=5.0)
+        self.beater.stop()
         await self.send(Bye(worker_id=self.worker_id, reason="shutdown"))
         self.engine.shutdown()
         # Drop the engine now: its __del__ at interpreter exit would run shutdown
@@ -225,27 +231,23 @@ class WorkerRunner:
             )
         )
 
-    async def _heartbeats(self) -> None:
+    def _beat(self) -> Heartbeat:
+        """The heartbeat as of now. Called from the heartbeat thread: it only
+        reads numbers the loop keeps up to date; a beat taken while they change
+        may mix two engine steps, as the next beat a second later corrects."""
         from saga_hpc.worker.stats import SnapshotLogger
 
-        total = int(self.engine.vllm_config.cache_config.num_gpu_blocks or 0)
-        while True:
-            snap = SnapshotLogger.snapshot
-            await self.send(
-                heartbeat(
-                    self.worker_id,
-                    running=snap.running,
-                    waiting=snap.waiting,
-                    kv_usage=snap.kv_usage,
-                    prefix_query_tokens=snap.prefix_query_tokens,
-                    prefix_hit_tokens=snap.prefix_hit_tokens,
-                    total_blocks=total,
-                    pool=self.channel.latest if self.channel is not None else None,
-                )
-            )
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.beat_now.wait(), self.heartbeat_s)
-            self.beat_now.clear()
+        snap = SnapshotLogger.snapshot
+        return heartbeat(
+            self.worker_id,
+            running=snap.running,
+            waiting=snap.waiting,
+            kv_usage=snap.kv_usage,
+            prefix_query_tokens=snap.prefix_query_tokens,
+            prefix_hit_tokens=snap.prefix_hit_tokens,
+            total_blocks=int(self.engine.vllm_config.cache_config.num_gpu_blocks or 0),
+            pool=self.channel.latest if self.channel is not None else None,
+        )
 
     async def _drain(self, grace_s: float) -> None:
         """Let in-flight calls finish for `grace_s`, then abort the rest."""

@@ -1,0 +1,108 @@
+"""Heartbeats from a thread of their own, so that a busy worker is not taken for dead.
+
+The worker's event loop forwards every token its engine produces; under load
+it ran heartbeats up to 3.5 s late against the head's 5 s timeout. This
+thread sends them on time from its own DEALER socket (ZeroMQ sockets are not
+thread-safe; the head keys liveness on the heartbeat's `worker_id`, not on the
+socket it came from).
+
+A thread that beats no matter what would keep a wedged worker alive forever,
+so each beat also asks the event loop to answer (`call_soon_threadsafe`); when
+the loop has not answered for `stall_limit_s`, the thread stops beating and the
+head declares the worker dead as it would a silent one. A busy loop answers
+within a second or two; only a stuck one goes quiet.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import threading
+import time
+from collections.abc import Callable
+
+import zmq
+
+from saga_hpc.protocol import Heartbeat, encode
+
+log = logging.getLogger("saga_hpc.worker")
+
+# Far above the worst lateness seen on a busy loop (3.5 s), far below what a
+# wedged worker would otherwise get (forever).
+STALL_LIMIT_S = 30.0
+
+
+class HeartbeatThread:
+    def __init__(
+        self,
+        endpoint: str,
+        identity: str,
+        make_beat: Callable[[], Heartbeat],
+        interval_s: Callable[[], float],
+        loop: asyncio.AbstractEventLoop,
+        stall_limit_s: float = STALL_LIMIT_S,
+    ) -> None:
+        self.endpoint = endpoint
+        self.identity = f"{identity}.beat"
+        self.make_beat = make_beat
+        self.interval_s = interval_s
+        self.loop = loop
+        self.stall_limit_s = stall_limit_s
+        self.loop_answered = time.monotonic()
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="saga-heartbeat", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def beat_now(self) -> None:
+        """Send the next heartbeat without waiting for the interval (thread-safe)."""
+        self._wake.set()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._wake.set()
+        self._thread.join(timeout=5.0)
+
+    def _answer(self) -> None:
+        self.loop_answered = time.monotonic()
+
+    def _loop_stalled_for(self) -> float:
+        return time.monotonic() - self.loop_answered
+
+    def _run(self) -> None:
+        ctx = zmq.Context()
+        sock = ctx.socket(zmq.DEALER)
+        sock.setsockopt(zmq.LINGER, 0)
+        sock.setsockopt_string(zmq.IDENTITY, self.identity)
+        sock.connect(self.endpoint)
+        withheld = False
+        try:
+            while not self._stop.is_set():
+                try:
+                    self.loop.call_soon_threadsafe(self._answer)
+                except RuntimeError:  # the loop is closed: the worker is ending
+                    break
+                stalled = self._loop_stalled_for()
+                if stalled <= self.stall_limit_s:
+                    # Not connected yet, or the head not reading: this beat is
+                    # moot, the next one says the same.
+                    with contextlib.suppress(zmq.Again):
+                        sock.send(encode(self.make_beat()), zmq.NOBLOCK)
+                    withheld = False
+                elif not withheld:
+                    log.error(
+                        "%s: event loop unanswered for %.0f s: heartbeats withheld",
+                        self.identity,
+                        stalled,
+                    )
+                    withheld = True
+                self._wake.wait(self.interval_s())
+                self._wake.clear()
+        except zmq.ZMQError as exc:  # the context is ending
+            log.warning("%s: heartbeat thread ends: %s", self.identity, exc)
+        finally:
+            sock.close()
+            ctx.term()
