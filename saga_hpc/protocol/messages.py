@@ -59,7 +59,8 @@ class Heartbeat:
 @dataclass(frozen=True, slots=True)
 class Submit:
     """Run one call. The head tokenizes (it needs prompt lengths and block hashes
-    to schedule), so the worker receives token ids, not text."""
+    to schedule), so the worker receives token ids, not text (packed on the
+    wire, 4 bytes each: codec.py)."""
 
     call_id: str
     workflow_id: str
