@@ -199,9 +199,12 @@ class WorkerRunner:
                 cached = out.num_cached_tokens or 0
                 if completion.text:
                     parts.append(completion.text)
-                    await self.send(
-                        Tokens(call_id=msg.call_id, text=completion.text, output_tokens=out_tokens)
-                    )
+                    if msg.stream:  # a whole answer goes in Done only
+                        await self.send(
+                            Tokens(
+                                call_id=msg.call_id, text=completion.text, output_tokens=out_tokens
+                            )
+                        )
                 if out.finished:
                     reason = completion.finish_reason or "stop"
                     stats = out.metrics
