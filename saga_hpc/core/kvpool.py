@@ -116,29 +116,40 @@ class KVPool:
         """Start a call whose prompt + output need `total_blocks` beyond the shared
         prefix; the first `keep_blocks` of its own context may be cached. Returns
         None when the blocks cannot be found even after evicting every unpinned entry."""
+        # Called for every call that starts: `_pin` and `min` written out.
         entries = self.entries
         entry = entries.get(key) or _Entry(key)
-        own_hit = min(entry.blocks, keep_blocks, total_blocks)
+        blocks = entry.blocks
+        own_hit = blocks if blocks < keep_blocks else keep_blocks
+        if total_blocks < own_hit:
+            own_hit = total_blocks
         shared = entries.get(shared_key) if shared_key else None
-        shared_hit = min(shared.blocks, shared_blocks) if shared is not None else 0
+        shared_hit = 0
+        if shared is not None:
+            shared_hit = shared.blocks if shared.blocks < shared_blocks else shared_blocks
+        grow_own = total_blocks - own_hit
         grow_shared = shared_blocks - shared_hit
-        new = (total_blocks - own_hit) + grow_shared
+        new = grow_own + grow_shared
+        unpinned = entry.refs == 0
         # Blocks of this entry past the reused prefix are garbage now; free them first.
-        freed_here = entry.blocks - own_hit if entry.refs == 0 else 0
+        freed_here = blocks - own_hit if unpinned else 0
         need = new - freed_here
         if need > self.capacity - self.used and not self._make_room(need, (key, shared_key), now):
             return None
-        if entry.refs == 0 and entry.blocks:
-            self.used -= freed_here
-            if entry.dead:  # a context reused after its workflow was retired is live again
-                self.dead_blocks -= entry.blocks
-                entry.dead = False
-            entry.blocks = own_hit
-        self._pin(entry)
+        if unpinned:
+            if blocks:
+                self.used -= freed_here
+                if entry.dead:  # a context reused after its workflow was retired is live again
+                    self.dead_blocks -= blocks
+                    entry.dead = False
+                blocks = own_hit
+            self.pinned += blocks
+            entry.version += 1  # its heap slot is stale now
+        entry.refs += 1
         entry.wanted = False
-        entry.blocks += total_blocks - own_hit
-        self.used += total_blocks - own_hit
-        self.pinned += total_blocks - own_hit
+        entry.blocks = blocks + grow_own
+        self.used += grow_own
+        self.pinned += grow_own
         entries[key] = entry
         if shared_key:
             s = shared or _Entry(shared_key, shared=True)
@@ -155,16 +166,23 @@ class KVPool:
         """The call ended: its blocks stay cached, evictable by policy. Returns the
         blocks cached for `key`."""
         entries = self.entries
-        for k in (key, shared_key) if shared_key else (key,):
-            e = entries.get(k) if k else None
-            if e is None:
-                continue
+        blocks = 0
+        e = entries.get(key)
+        if e is not None:
+            blocks = e.blocks
             e.refs -= 1
             e.last_use = now
             if e.refs == 0:
-                self.pinned -= e.blocks
+                self.pinned -= blocks
                 self._push(e, now)
-        return self.cached(key)
+        s = entries.get(shared_key) if shared_key else None
+        if s is not None:
+            s.refs -= 1
+            s.last_use = now
+            if s.refs == 0:
+                self.pinned -= s.blocks
+                self._push(s, now)
+        return blocks
 
     # ------------------------------------------------------------------ hints
 
