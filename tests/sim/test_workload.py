@@ -165,3 +165,19 @@ def test_generating_pauses_the_collector_and_restores_it() -> None:
         assert not gc.isenabled()
     finally:
         gc.enable()
+
+
+def test_objects_built_while_paused_skip_the_young_generation() -> None:
+    """What was built while the collector was off is moved to the oldest
+    generation, so the next young collection does not traverse it all."""
+    import gc
+
+    from saga_hpc.nogc import collector_paused
+
+    with collector_paused():
+        kept = [[i] for i in range(1000)]
+    young = {id(o) for o in gc.get_objects(generation=0)}
+    oldest = {id(o) for o in gc.get_objects(generation=2)}
+    assert not any(id(x) in young for x in kept)
+    assert all(id(x) in oldest for x in kept)
+    assert gc.isenabled()
