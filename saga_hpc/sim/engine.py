@@ -24,7 +24,7 @@ import heapq
 import math
 import zlib
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from saga_hpc.core.cost import CostModel
@@ -41,7 +41,10 @@ from saga_hpc.core.types import (
 )
 from saga_hpc.nogc import collector_paused
 from saga_hpc.sim.profile import GpuProfile
+from saga_hpc.sim.records import FIELDS, CallRecord, CallRecords
 from saga_hpc.workload.model import Task
+
+__all__ = ["EVICTION", "CallRecord", "SimResult", "Simulation"]
 
 _ARRIVE, _FINISH, _TICK = 0, 1, 2
 EVICTION = {"lru": "lru", "ttl": "ttl", "aeg": "aeg", "belady": "belady"}
@@ -91,25 +94,11 @@ class _Gpu:
     blocked: bool = False  # told the core it is out of memory
 
 
-@dataclass(slots=True)
-class CallRecord:
-    task_id: str
-    tenant: str
-    arrived: float
-    ttft_s: float
-    tpot_s: float
-    finished: float
-    prompt: int
-    hit: int
-    out: int
-    service_s: float
-
-
 @dataclass
 class SimResult:
     system: str
     gpus: int
-    calls: list[CallRecord]
+    calls: Sequence[CallRecord]  # a CallRecords from a run: by column, records on demand
     tct_s: dict[str, float]  # task id -> completion time
     tenants: dict[str, str]  # task id -> tenant
     kv_samples: list[tuple[float, float, float]]  # (time, used fraction, useful fraction)
@@ -187,7 +176,9 @@ class Simulation:
         self._events: list[tuple[float, int, int, _Call | None]] = []
         self._seq = 0
         self._runs: dict[str, _Run] = {}  # tasks arrived and not finished, by task id
-        self.records: list[CallRecord] = []
+        self.records = CallRecords()
+        # each field's list's append, in CallRecord's order (one per call that ends)
+        self._columns = [self.records.columns[name].append for name in FIELDS]
         self.tct: dict[str, float] = {}
         self.kv_samples: list[tuple[float, float, float]] = []
         self.misses = 0
@@ -398,20 +389,17 @@ class Simulation:
             run.next_arrival = back
         cached = pool.finish(task_id, now, run.shared_key)
         prompt, hit, out = call.prompt, call.hit, call.out
-        self.records.append(
-            CallRecord(
-                task_id,
-                task.tenant,
-                call.arrived,
-                call.first_token - call.arrived,
-                self._step_s[gpu.running + 1],
-                now,
-                prompt,
-                hit,
-                out,
-                call.service_s,
-            )
-        )
+        columns = self._columns
+        columns[0](task_id)
+        columns[1](task.tenant)
+        columns[2](call.arrived)
+        columns[3](call.first_token - call.arrived)
+        columns[4](self._step_s[gpu.running + 1])
+        columns[5](now)
+        columns[6](prompt)
+        columns[7](hit)
+        columns[8](out)
+        columns[9](call.service_s)
         outcome = CallOutcome(
             call.call_id,
             self.worker_ids[g],
