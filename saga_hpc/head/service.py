@@ -41,6 +41,7 @@ from saga_hpc.protocol import (
     decode,
     encode,
 )
+from saga_hpc.protocol.curve import WorkerGate
 from saga_hpc.protocol.messages import Message
 from saga_hpc.store.store import CallRecord, Store
 
@@ -81,11 +82,18 @@ class HeadService:
         self._background: set[asyncio.Task[None]] = set()
         self.handover = Handover()
         self.ledger = LedgerWriter(store)
+        self._gate: WorkerGate | None = None
 
     # ------------------------------------------------------------ lifecycle
 
-    def bind(self, address: str) -> str:
-        """Bind the ROUTER (port 0 = any free port) and return the concrete endpoint."""
+    def bind(self, address: str, gate: WorkerGate | None = None) -> str:
+        """Bind the ROUTER (port 0 = any free port) and return the concrete endpoint.
+
+        With a `gate`, only the service's own workers can connect (CURVE; the
+        service always passes one, tests of the head alone may not)."""
+        if gate is not None:
+            gate.secure(self.router)
+            self._gate = gate
         self.router.bind(address)
         return str(self.router.getsockopt_string(zmq.LAST_ENDPOINT))
 
@@ -108,6 +116,8 @@ class HeadService:
             task.cancel()
         await self.ledger.close()
         self.router.close()
+        if self._gate is not None:
+            self._gate.close()  # its ZAP socket lives in this context
         self.ctx.term()
 
     def calls_per_worker(self) -> dict[str, tuple[int, int]]:
