@@ -52,33 +52,29 @@ EVICTION = {"lru": "lru", "ttl": "ttl", "aeg": "aeg", "belady": "belady"}
 
 @dataclass(slots=True)
 class _Run:
-    """A task from its first call's arrival to its last call's end: what its
-    calls share, kept on one object rather than in a dict per field."""
+    """A task from its first call's arrival to its last call's end, and its
+    current call: one object per task, not one per call nor a dict per field.
+    A task has one call at a time (the next arrives after the previous one's
+    tool), so the call's fields are rewritten as each next call is made."""
 
     task: Task
     prompts: list[int]  # prompt size of each call
     hashes: tuple[int, int]  # prefix hashes: shared system prompt, own context
     shared_key: str  # the pool key of its tenant and class's shared system prompt
     system_blocks: int  # blocks of the shared system prompt
-    call: _Call | None = None  # the call arrived and not finished
     left_gpu: int = -1  # GPU it left its context on at its last tool call (-1: none)
     left_blocks: int = 0  # blocks it left cached there
     wanted_on: int = -1  # GPU whose pool keeps its context for its waiting call
     next_arrival: float | None = None  # when its next call arrives (belady's oracle)
     gpus: set[int] = field(default_factory=set)  # GPUs whose pools may hold its context
-
-
-@dataclass(slots=True)
-class _Call:
-    run: _Run
-    index: int
-    call_id: str
-    prompt: int
-    keep: int  # own-context tokens reusable from the previous call
-    out: int
-    arrived: float
-    keep_blocks: int  # own-context blocks reusable from the previous call
-    own_blocks: int  # blocks of its own context with its output (prompt + out - system)
+    # The current call:
+    index: int = 0  # its position in the task's steps
+    call_id: str = ""
+    prompt: int = 0
+    out: int = 0
+    arrived: float = 0.0
+    keep_blocks: int = 0  # own-context blocks reusable from the previous call
+    own_blocks: int = 0  # blocks of its own context with its output (prompt + out - system)
     gpu: int = -1
     hit: int = 0
     first_token: float = 0.0
@@ -90,7 +86,7 @@ class _Gpu:
     index: int
     running: int = 0
     prefill_free_at: float = 0.0
-    pending: deque[_Call] = field(default_factory=deque)  # dispatched, waiting for KV memory
+    pending: deque[_Run] = field(default_factory=deque)  # calls dispatched, waiting for KV memory
     blocked: bool = False  # told the core it is out of memory
 
 
@@ -173,7 +169,7 @@ class Simulation:
         if weights:
             self.sched.update_shares(weights, 0.0)
         self.tick_s, self.sample_s = tick_s, sample_s
-        self._events: list[tuple[float, int, int, _Call | None]] = []
+        self._events: list[tuple[float, int, int, _Run | None]] = []
         self._seq = 0
         self._runs: dict[str, _Run] = {}  # tasks arrived and not finished, by task id
         self.records = CallRecords()
@@ -207,17 +203,17 @@ class Simulation:
         now = 0.0
         remaining = n_tasks
         next_sample = 0.0
-        arrive, finish, make_call = self._arrive, self._finish, self._make_call
+        arrive, finish = self._arrive, self._finish
         n_events = 0
         next_at = tasks[0].arrival_s if tasks else math.inf  # the next first call's arrival
-        obj: _Call | None
+        obj: _Run | None
         while events and remaining:
             if next_at <= events[0][0]:
                 task = tasks[next_task]
                 next_task += 1
                 next_at = tasks[next_task].arrival_s if next_task < n_tasks else math.inf
                 now, kind = task.arrival_s, _ARRIVE
-                obj = make_call(self._begin(task), 0, now)
+                obj = self._begin(task)
             else:
                 now, _, kind, obj = pop(events)
             n_events += 1
@@ -247,7 +243,7 @@ class Simulation:
             now,
         )
 
-    def _push(self, at: float, kind: int, obj: _Call | None) -> None:
+    def _push(self, at: float, kind: int, obj: _Run | None) -> None:
         self._seq += 1
         heapq.heappush(self._events, (at, self._seq, kind, obj))
 
@@ -264,44 +260,40 @@ class Simulation:
             self._shared_key(task),
             task.system_tokens // self.block,
         )
+        self._next_call(run, 0, task.arrival_s)
         return run
 
-    def _make_call(self, run: _Run, index: int, at: float) -> _Call:
+    def _next_call(self, run: _Run, index: int, at: float) -> None:
+        """Make the task's `index`-th call, arriving `at`, its current one."""
         task, prompts, block = run.task, run.prompts, self.block
         step = task.steps[index]
         prompt = prompts[index]
         if index:
             previous = task.steps[index - 1]
             previous_context = prompts[index - 1] + previous.output_tokens - task.system_tokens
-            keep = min(step.keep_tokens, previous_context)
+            keep = min(step.keep_tokens, previous_context)  # own-context tokens reused
         else:
             keep = 0
         out = step.output_tokens
-        return _Call(
-            run,
-            index,
-            f"{task.task_id}#{index}",
-            prompt,
-            keep,
-            out,
-            at,
-            keep // block,
-            -(-(prompt - task.system_tokens + out) // block),  # ceil
-        )
+        run.index = index
+        run.call_id = f"{task.task_id}#{index}"
+        run.prompt = prompt
+        run.out = out
+        run.arrived = at
+        run.keep_blocks = keep // block
+        run.own_blocks = -(-(prompt - task.system_tokens + out) // block)  # ceil
 
-    def _arrive(self, call: _Call, now: float) -> None:
-        run = call.run
-        run.call = call
+    def _arrive(self, run: _Run, now: float) -> None:
         task = run.task
         spec = CallSpec(
-            call.call_id,
+            run.call_id,
             task.task_id,
             task.tenant,
-            call.prompt,
-            call.out,
+            run.prompt,
+            run.out,
             now,
             task.task_class,
-            run.hashes if call.index else run.hashes[:1],
+            run.hashes if run.index else run.hashes[:1],
         )
         left = run.left_gpu
         if left >= 0:
@@ -315,17 +307,15 @@ class Simulation:
         gpu_of_worker = self._gpu_of_worker
         for d in decisions:
             if isinstance(d, Dispatch):
-                run = self._runs[d.workflow_id]
-                call = run.call
-                assert call is not None  # the task's one call in flight is the one dispatched
-                call.gpu = g = gpu_of_worker[d.worker_id]
+                run = self._runs[d.workflow_id]  # its one call in flight is the one dispatched
+                run.gpu = g = gpu_of_worker[d.worker_id]
                 gpu = self.gpus[g]
                 wanted_on, run.wanted_on = run.wanted_on, -1
                 if wanted_on >= 0 and wanted_on != g:
                     # moved (stolen): the old copy is no longer awaited
                     self.pools[wanted_on].unwant(d.workflow_id, now)
-                if gpu.pending or not self._start(call, now):
-                    gpu.pending.append(call)
+                if gpu.pending or not self._start(run, now):
+                    gpu.pending.append(run)
                     self.pools[g].want(d.workflow_id, now)
                     if not gpu.blocked:
                         self._report(gpu, True, now)
@@ -335,24 +325,24 @@ class Simulation:
             elif isinstance(d, Release):
                 self.pools[gpu_of_worker[d.worker_id]].release(d.workflow_id, now)
 
-    def _start(self, call: _Call, now: float) -> bool:
-        run, block, g = call.run, self.block, call.gpu
+    def _start(self, run: _Run, now: float) -> bool:
+        block, g = self.block, run.gpu
         task_id = run.task.task_id
         adm = self.pools[g].admit(
-            task_id, call.keep_blocks, call.own_blocks, now, run.shared_key, run.system_blocks
+            task_id, run.keep_blocks, run.own_blocks, now, run.shared_key, run.system_blocks
         )
         if adm is None:
             return False
         gpu = self.gpus[g]
         run.gpus.add(g)
-        prompt = call.prompt
-        call.hit = hit = min(adm.hit_blocks * block, prompt - 1)
+        prompt = run.prompt
+        run.hit = hit = min(adm.hit_blocks * block, prompt - 1)
         left = run.left_gpu
         if left >= 0:
             # A retention miss: the workflow came back and part of the context it
             # left cached (and still needs) is gone, or it runs elsewhere now.
             run.left_gpu = -1
-            wanted = min(run.left_blocks, call.keep_blocks)
+            wanted = min(run.left_blocks, run.keep_blocks)
             if adm.own_hit_blocks < wanted:
                 self.misses += 1
                 self.recomputed += (wanted - adm.own_hit_blocks) * block
@@ -361,23 +351,22 @@ class Simulation:
         gpu.prefill_free_at = free_at = prefill_start + (prompt - hit) / self._prefill_rate
         gpu.running = running = gpu.running + 1
         step = self._step_s[running]  # running <= max_batch: the core's slots
-        call.first_token = first = free_at + step
-        out = call.out
+        run.first_token = first = free_at + step
+        out = run.out
         finish = first + step * max(0, out - 1)
-        call.service_s = (free_at - prefill_start) + step * out
+        run.service_s = (free_at - prefill_start) + step * out
         self._seq = seq = self._seq + 1
-        heapq.heappush(self._events, (finish, seq, _FINISH, call))
+        heapq.heappush(self._events, (finish, seq, _FINISH, run))
         return True
 
-    def _finish(self, call: _Call, now: float) -> int:
-        run, g = call.run, call.gpu
+    def _finish(self, run: _Run, now: float) -> int:
+        g = run.gpu
         task = run.task
         task_id = task.task_id
         gpu = self.gpus[g]
         gpu.running -= 1
         pool = self.pools[g]
-        run.call = None
-        index, steps = call.index, task.steps
+        index, steps = run.index, task.steps
         last = index == len(steps) - 1
         step = steps[index]
         # The agent learns of the answer `call_overhead_s` later (HTTP, head).
@@ -388,20 +377,20 @@ class Simulation:
         else:
             run.next_arrival = back
         cached = pool.finish(task_id, now, run.shared_key)
-        prompt, hit, out = call.prompt, call.hit, call.out
+        prompt, hit, out = run.prompt, run.hit, run.out
         columns = self._columns
         columns[0](task_id)
         columns[1](task.tenant)
-        columns[2](call.arrived)
-        columns[3](call.first_token - call.arrived)
+        columns[2](run.arrived)
+        columns[3](run.first_token - run.arrived)
         columns[4](self._step_s[gpu.running + 1])
         columns[5](now)
         columns[6](prompt)
         columns[7](hit)
         columns[8](out)
-        columns[9](call.service_s)
+        columns[9](run.service_s)
         outcome = CallOutcome(
-            call.call_id,
+            run.call_id,
             self.worker_ids[g],
             now,
             prompt,
@@ -413,8 +402,8 @@ class Simulation:
         if not last:
             run.left_gpu, run.left_blocks = g, cached
             self._seq = seq = self._seq + 1
-            following = self._make_call(run, index + 1, back)
-            heapq.heappush(self._events, (back, seq, _ARRIVE, following))
+            self._next_call(run, index + 1, back)
+            heapq.heappush(self._events, (back, seq, _ARRIVE, run))
         else:
             self.tct[task_id] = now + self._overhead - task.arrival_s
             for other in run.gpus:
