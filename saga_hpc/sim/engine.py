@@ -3,7 +3,7 @@
 Events are call arrivals (a task's first call, or its next call after a tool),
 call completions and periodic ticks. The core (`make_scheduler`, the very
 objects the head uses) decides where and when calls run and which contexts to
-keep; the simulator carries that out on its GPU model:
+keep; the simulator carries that out on its GPU model (`sim/gpu.py`):
 
 - a GPU runs up to `max_batch` calls; a dispatched call starts when its KV
   blocks fit (evicting cached contexts by the system's eviction policy),
@@ -23,7 +23,6 @@ from __future__ import annotations
 import heapq
 import math
 import zlib
-from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
@@ -37,9 +36,9 @@ from saga_hpc.core.types import (
     Dispatch,
     Release,
     Retain,
-    WorkerStats,
 )
 from saga_hpc.nogc import collector_paused
+from saga_hpc.sim.gpu import Gpu, check_fits, report, start
 from saga_hpc.sim.profile import GpuProfile
 from saga_hpc.sim.records import FIELDS, CallRecord, CallRecords
 from saga_hpc.workload.model import Task
@@ -79,15 +78,6 @@ class _Run:
     hit: int = 0
     first_token: float = 0.0
     service_s: float = 0.0
-
-
-@dataclass(slots=True)
-class _Gpu:
-    index: int
-    running: int = 0
-    prefill_free_at: float = 0.0
-    pending: deque[_Run] = field(default_factory=deque)  # calls dispatched, waiting for KV memory
-    blocked: bool = False  # told the core it is out of memory
 
 
 @dataclass
@@ -143,7 +133,7 @@ class Simulation:
         self.sched.record_story = False
         # Each task's prompt sizes, computed once here, used by its calls, dropped when it ends.
         with collector_paused():
-            self._prompt_sizes = _check_fits(tasks, profile)
+            self._prompt_sizes = check_fits(tasks, profile)
         self.system = "+".join([system, *(p for p in (retention, routing, ordering) if p)])
         next_use: Callable[[str, float], float] | None = (
             self._next_use if retention_name == "belady" else None
@@ -151,7 +141,7 @@ class Simulation:
         self.pools = [
             KVPool(profile.kv_blocks, EVICTION[retention_name], next_use) for _ in range(gpus)
         ]
-        self.gpus = [_Gpu(i) for i in range(gpus)]
+        self.gpus = [Gpu(i) for i in range(gpus)]
         self.worker_ids = [f"g{i}" for i in range(gpus)]
         self._gpu_of_worker = {w: i for i, w in enumerate(self.worker_ids)}
         for w in self.worker_ids:
@@ -160,8 +150,8 @@ class Simulation:
             )
         # Per-call constants computed once: decode step time per batch size, the
         # shared prompt's pool key and prefix hash per tenant and task class.
-        self._step_s = [profile.step_s(b) for b in range(profile.max_batch + 2)]
-        self._prefill_rate = profile.prefill_tokens_per_s
+        self.step_s = [profile.step_s(b) for b in range(profile.max_batch + 2)]
+        self.prefill_rate = profile.prefill_tokens_per_s
         self._overhead = profile.call_overhead_s
         self._sys_key: dict[tuple[str, str], str] = {}
         self._sys_hash: dict[tuple[str, str], int] = {}
@@ -223,7 +213,7 @@ class Simulation:
                 else:
                     remaining -= finish(obj, now)
             else:
-                self._apply(self.sched.tick(now), now)
+                self.apply(self.sched.tick(now), now)
                 if now >= next_sample:
                     self._sample(now)
                     next_sample = now + self.sample_s
@@ -301,9 +291,9 @@ class Simulation:
             # evicted last, as vLLM keeps a waiting request's prefix in its queue.
             self.pools[left].want(task.task_id, now)
             run.wanted_on = left
-        self._apply(self.sched.submit(spec, now), now)
+        self.apply(self.sched.submit(spec, now), now)
 
-    def _apply(self, decisions: list[Decision], now: float) -> None:
+    def apply(self, decisions: list[Decision], now: float) -> None:
         gpu_of_worker = self._gpu_of_worker
         for d in decisions:
             if isinstance(d, Dispatch):
@@ -314,50 +304,22 @@ class Simulation:
                 if wanted_on >= 0 and wanted_on != g:
                     # moved (stolen): the old copy is no longer awaited
                     self.pools[wanted_on].unwant(d.workflow_id, now)
-                if gpu.pending or not self._start(run, now):
-                    gpu.pending.append(run)
-                    self.pools[g].want(d.workflow_id, now)
-                    if not gpu.blocked:
-                        self._report(gpu, True, now)
+                if not gpu.pending:
+                    finish_at = start(self, run, now)
+                    if finish_at is not None:
+                        self._seq = seq = self._seq + 1
+                        heapq.heappush(self._events, (finish_at, seq, _FINISH, run))
+                        continue
+                # It waits on this GPU (FIFO) until a call there ends.
+                gpu.pending.append(run)
+                self.pools[g].want(d.workflow_id, now)
+                if not gpu.blocked:
+                    report(self, gpu, True, now)
             elif isinstance(d, Retain):
                 pool = self.pools[gpu_of_worker[d.worker_id]]
                 pool.retain(d.workflow_id, d.until, d.reuse_score, now)
             elif isinstance(d, Release):
                 self.pools[gpu_of_worker[d.worker_id]].release(d.workflow_id, now)
-
-    def _start(self, run: _Run, now: float) -> bool:
-        block, g = self.block, run.gpu
-        task_id = run.task.task_id
-        adm = self.pools[g].admit(
-            task_id, run.keep_blocks, run.own_blocks, now, run.shared_key, run.system_blocks
-        )
-        if adm is None:
-            return False
-        gpu = self.gpus[g]
-        run.gpus.add(g)
-        prompt = run.prompt
-        run.hit = hit = min(adm.hit_blocks * block, prompt - 1)
-        left = run.left_gpu
-        if left >= 0:
-            # A retention miss: the workflow came back and part of the context it
-            # left cached (and still needs) is gone, or it runs elsewhere now.
-            run.left_gpu = -1
-            wanted = min(run.left_blocks, run.keep_blocks)
-            if adm.own_hit_blocks < wanted:
-                self.misses += 1
-                self.recomputed += (wanted - adm.own_hit_blocks) * block
-        free_at = gpu.prefill_free_at
-        prefill_start = now if now >= free_at else free_at
-        gpu.prefill_free_at = free_at = prefill_start + (prompt - hit) / self._prefill_rate
-        gpu.running = running = gpu.running + 1
-        step = self._step_s[running]  # running <= max_batch: the core's slots
-        run.first_token = first = free_at + step
-        out = run.out
-        finish = first + step * max(0, out - 1)
-        run.service_s = (free_at - prefill_start) + step * out
-        self._seq = seq = self._seq + 1
-        heapq.heappush(self._events, (finish, seq, _FINISH, run))
-        return True
 
     def _finish(self, run: _Run, now: float) -> int:
         g = run.gpu
@@ -383,7 +345,7 @@ class Simulation:
         columns[1](task.tenant)
         columns[2](run.arrived)
         columns[3](run.first_token - run.arrived)
-        columns[4](self._step_s[gpu.running + 1])
+        columns[4](self.step_s[gpu.running + 1])
         columns[5](now)
         columns[6](prompt)
         columns[7](hit)
@@ -408,32 +370,20 @@ class Simulation:
             self.tct[task_id] = now + self._overhead - task.arrival_s
             for other in run.gpus:
                 self.pools[other].retire(task_id)
-        self._apply(self.sched.complete(outcome, now), now)
-        while gpu.pending and self._start(gpu.pending[0], now):
-            gpu.pending.popleft()
-        if gpu.blocked and not gpu.pending:
-            self._report(gpu, False, now)
+        self.apply(self.sched.complete(outcome, now), now)
+        pending = gpu.pending
+        while pending:
+            finish_at = start(self, pending[0], now)
+            if finish_at is None:
+                break
+            self._seq = seq = self._seq + 1
+            heapq.heappush(self._events, (finish_at, seq, _FINISH, pending[0]))
+            pending.popleft()
+        if gpu.blocked and not pending:
+            report(self, gpu, False, now)
         return 1 if last else 0
 
     # ---------------------------------------------------------------- helpers
-
-    def _report(self, gpu: _Gpu, blocked: bool, now: float) -> None:
-        """Tell the core whether this GPU has calls waiting for memory (as a
-        worker's heartbeat does), so it holds further calls at the head."""
-        gpu.blocked = blocked
-        pool = self.pools[gpu.index]
-        stats = WorkerStats(
-            self.worker_ids[gpu.index],
-            pool.capacity,
-            pool.pinned,
-            pool.used - pool.pinned,
-            0,
-            0,
-            gpu.running,
-            len(gpu.pending),
-            memory_blocked=blocked,
-        )
-        self._apply(self.sched.observe(stats, now), now)
 
     def _shared_key(self, task: Task) -> str:
         """The pool key of the shared system prompt of a task's tenant and class:
@@ -468,20 +418,3 @@ class Simulation:
         # Useful: blocks of contexts that can still be reused (live workflows, shared prompts).
         useful = sum(p.useful for p in self.pools)
         self.kv_samples.append((now, used / cap, useful / cap))
-
-
-def _check_fits(tasks: list[Task], profile: GpuProfile) -> dict[str, list[int]]:
-    """A call larger than a GPU's whole KV pool could never start (vLLM rejects it
-    at admission); say so instead of simulating a GPU that waits forever. Returns
-    each task's prompt sizes."""
-    sizes = {}
-    for task in tasks:
-        prompts = sizes[task.task_id] = task.prompt_tokens()
-        for i, (prompt, step) in enumerate(zip(prompts, task.steps, strict=True)):
-            if prompt + step.output_tokens > profile.kv_tokens:
-                raise ValueError(
-                    f"task {task.task_id} call {i}: {prompt + step.output_tokens} tokens "
-                    f"do not fit a GPU's KV pool ({profile.kv_tokens} tokens, profile "
-                    f"{profile.name})"
-                )
-    return sizes
