@@ -132,6 +132,10 @@ class EchoWorker:
         frame = encode(msg)
         try:
             self.plain.send(frame, zmq.NOBLOCK)
+            # The send may have taken the descriptor's edge of frames arriving
+            # meanwhile: reading EVENTS through the asyncio socket lets its
+            # poll see them (as after its own sends).
+            self.sock.get(zmq.EVENTS)
         except zmq.Again:
             await self.sock.send(frame)
 

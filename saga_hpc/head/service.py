@@ -76,6 +76,9 @@ class HeadService:
         self.router = self.ctx.socket(zmq.ROUTER)
         self.router.setsockopt(zmq.LINGER, 1000)
         self.router.setsockopt(zmq.ROUTER_MANDATORY, 1)
+        # The same socket without asyncio's futures, for frames that go at once.
+        self._plain: zmq.Socket[bytes] = zmq.Socket.shadow(self.router.underlying)
+        self._sends_waiting = 0  # sends through the asyncio socket not yet done
         self.workers_ready = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self._byes: asyncio.Queue[str] = asyncio.Queue()
@@ -246,7 +249,7 @@ class HeadService:
         # Workers send a frame per few tokens of every call: after each wake-up,
         # take every frame already queued through a plain (shadow) socket, since
         # an awaited receive costs a future and a loop round trip per frame.
-        queued: zmq.Socket[bytes] = zmq.Socket.shadow(self.router.underlying)
+        queued = self._plain
         while True:
             self._on_frame(*await self.router.recv_multipart())
             for _ in range(1000):  # then let HTTP have the loop again
@@ -367,14 +370,37 @@ class HeadService:
             log.warning("send %s failed: %s", type(msg).__name__, exc)
 
     def _post(self, identity: bytes, msg: Message) -> None:
-        """Send without a task per message: the socket sends at once when it can
-        (it nearly always can) and hands back a finished future."""
+        """Send without a future per message: through the plain socket when it
+        can take the frame at once (it nearly always can); otherwise (a worker
+        at its high-water mark) through the asyncio socket, which waits. While
+        any such send waits, later ones queue behind it, so frames keep their order."""
+        frame = [identity, encode(msg)]
+        if not self._sends_waiting:
+            try:
+                self._plain.send_multipart(frame, zmq.NOBLOCK)
+                # ZeroMQ signals its socket's file descriptor by edge: the send
+                # may have taken the edge of frames arriving meanwhile, which
+                # the asyncio socket's receive waits for. Reading EVENTS through
+                # it lets it see them (what it does after its own sends).
+                self.router.get(zmq.EVENTS)
+                return
+            except zmq.Again:
+                pass
+            except zmq.ZMQError as exc:  # worker gone (ROUTER_MANDATORY): the monitor handles it
+                log.warning("send %s failed: %s", type(msg).__name__, exc)
+                return
+        self._sends_waiting += 1
         try:
-            sent = asyncio.ensure_future(self.router.send_multipart([identity, encode(msg)]))
+            sent = asyncio.ensure_future(self.router.send_multipart(frame))
         except zmq.ZMQError as exc:
+            self._sends_waiting -= 1
             log.warning("send %s failed: %s", type(msg).__name__, exc)
             return
-        sent.add_done_callback(_log_send_failure)
+        sent.add_done_callback(self._sent)
+
+    def _sent(self, sent: asyncio.Future[Any]) -> None:
+        self._sends_waiting -= 1
+        _log_send_failure(sent)
 
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
         # The loop keeps only weak references to tasks: hold them until done.
