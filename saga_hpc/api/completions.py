@@ -162,13 +162,15 @@ class Completions:
         if isinstance(body, ChatCompletionRequest):
             messages = [{"role": m.role, "content": m.text()} for m in body.messages]
             ids = prompts.chat(messages, new_chars)
-        elif new_chars is not None and isinstance(body.prompt, str):
-            raise TooMuchNew  # plain prompts are not cached piecewise
         elif isinstance(body.prompt, str):
+            if new_chars is not None:
+                raise TooMuchNew  # plain prompts are not cached piecewise
             ids = prompts.text(body.prompt)
         else:
             ids = list(body.prompt)
-        prompts.check_ids(ids)
+            prompts.check_ids(ids)  # a client's ids; the tokenizer's are in its vocabulary
+        if not ids:
+            raise PromptError("'prompt' must not be empty")
         budget = prompts.output_budget(len(ids), body.output_limit(), self.default_max_tokens)
         return ids, budget
 

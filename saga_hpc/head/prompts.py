@@ -55,11 +55,11 @@ class PromptBuilder:
             )
         except Exception as exc:  # jinja errors for shapes the template does not know
             raise PromptError(f"the model's chat template rejected the messages: {exc}") from exc
-        if new_chars is not None and (
-            self._pieces is None or self._pieces.uncached_chars(rendered) > new_chars
-        ):
+        if self._pieces is not None:
+            # The template writes the special tokens itself (as transformers does).
+            return self._pieces.encode(rendered, new_chars)
+        if new_chars is not None:
             raise TooMuchNew
-        # The template writes the special tokens itself (as transformers does).
         return self._encode(rendered, add_special_tokens=False)
 
     def _encode(self, text: str, add_special_tokens: bool) -> list[int]:
@@ -136,20 +136,26 @@ class PieceCache:
             return None
         return cls(rust, {t.content: i for i, t in tokens.items()})
 
-    def encode(self, text: str) -> list[int]:
+    def encode(self, text: str, new_chars: int | None = None) -> list[int]:
+        """The ids of `text`; with `new_chars`, `TooMuchNew` (before encoding
+        anything) if more characters than that are not in the cache."""
+        pieces = self._cut.split(text)
+        if new_chars is not None:
+            known = self._ids
+            added = self._added
+            new = sum(len(p) for p in pieces if p not in known and p not in added)
+            if new > new_chars:
+                raise TooMuchNew
         ids: list[int] = []
-        for piece in self._cut.split(text):
+        for piece in pieces:
             if not piece:
                 continue
-            added = self._added.get(piece)
-            if added is not None:
-                ids.append(added)
+            added_id = self._added.get(piece)
+            if added_id is not None:
+                ids.append(added_id)
             else:
                 ids.extend(self._piece(piece))
         return ids
-
-    def uncached_chars(self, text: str) -> int:
-        return sum(len(p) for p in self._cut.split(text) if p not in self._ids)
 
     def _piece(self, piece: str) -> array[int]:
         with self._lock:
