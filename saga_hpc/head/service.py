@@ -249,15 +249,18 @@ class HeadService:
         # Workers send a frame per few tokens of every call: after each wake-up,
         # take every frame already queued through a plain (shadow) socket, since
         # an awaited receive costs a future and a loop round trip per frame.
-        queued = self._plain
         while True:
             self._on_frame(*await self.router.recv_multipart())
-            for _ in range(1000):  # then let HTTP have the loop again
-                try:
-                    identity, frame = queued.recv_multipart(zmq.NOBLOCK)
-                except zmq.Again:
-                    break
-                self._on_frame(identity, frame)
+            self._take_queued(1000)  # then let HTTP have the loop again
+
+    def _take_queued(self, limit: int) -> None:
+        """Act on up to `limit` frames already queued in the socket."""
+        for _ in range(limit):
+            try:
+                identity, frame = self._plain.recv_multipart(zmq.NOBLOCK)
+            except zmq.Again:
+                return
+            self._on_frame(identity, frame)
 
     def _on_frame(self, identity: bytes, frame: bytes) -> None:
         try:
@@ -322,14 +325,24 @@ class HeadService:
     async def _monitor(self) -> None:
         while True:
             await asyncio.sleep(self.settings.heartbeat_s / 2)
-            now = time.time()
-            for dead in self.registry.expire(now):
-                log.warning(
-                    "worker %s silent for %.1f s: marked dead", dead.worker_id, now - dead.last_seen
-                )
-                self.metrics.worker_died(dead.worker_id)
-                self._requeue_from(dead.worker_id, now)
-            self._apply(self.scheduler.tick(now))
+            self._check_workers()
+
+    def _check_workers(self) -> None:
+        """Declare silent workers dead, after taking in every frame queued.
+
+        When this loop runs late (a burst of calls, a collection), frames wait
+        in the socket, a live worker's heartbeats among them, and `_receive`
+        may take them in only after this check: a worker would be declared
+        dead (and stay out) for the head's own delay."""
+        self._take_queued(100_000)
+        now = time.time()
+        for dead in self.registry.expire(now):
+            log.warning(
+                "worker %s silent for %.1f s: marked dead", dead.worker_id, now - dead.last_seen
+            )
+            self.metrics.worker_died(dead.worker_id)
+            self._requeue_from(dead.worker_id, now)
+        self._apply(self.scheduler.tick(now))
 
     def _requeue_from(self, worker_id: str, now: float) -> None:
         """A worker died: calls that streamed nothing yet run elsewhere; others fail retryably."""
