@@ -93,6 +93,11 @@ class KVPool:
         self._deferred = policy != "belady"
         self._queued: list[_Entry] = []
         self._expiries: list[tuple[float, str]] = []  # (hint until, key): re-rank when it lapses
+        # The one rank the clock alone can change, a hint lapsing (ttl: pinned, aeg:
+        # hinted; lru: none): a slot of any other rank is still right when it
+        # reaches the top, as every other change goes through `_push` and makes the
+        # old slot stale. None: any rank may move (belady's oracle).
+        self._lapsing: float | None = {"lru": math.nan, "ttl": 1.0, "aeg": 2.0}.get(policy)
         self.evicted_blocks = 0
         self.dead_blocks = 0  # cached blocks of ended workflows (memory not doing useful work)
         self.hit_blocks = 0
@@ -334,7 +339,7 @@ class KVPool:
         if self._deferred:
             self._flush(exclude, now)
         skipped: list[tuple[float, float, int, str]] = []
-        heap, entries = self._heap, self.entries
+        heap, entries, lapsing = self._heap, self.entries, self._lapsing
         while self.capacity - self.used < blocks and heap:
             rank, tie, version, key = heap[0]  # popped only once done with
             e = entries.get(key)
@@ -344,10 +349,11 @@ class KVPool:
             if key in exclude:
                 skipped.append(heapq.heappop(heap))
                 continue
-            current = self._rank(e, now)
-            if current[0] != rank or current[1] != tie:  # a hint lapsed since: rank it again
-                heapq.heapreplace(heap, (current[0], current[1], version, key))
-                continue
+            if lapsing is None or rank == lapsing:
+                current = self._rank(e, now)
+                if current[0] != rank or current[1] != tie:  # a hint lapsed: rank it again
+                    heapq.heapreplace(heap, (current[0], current[1], version, key))
+                    continue
             take = min(e.blocks, blocks - (self.capacity - self.used))
             e.blocks -= take  # from the tail: leaves first
             self.used -= take

@@ -137,10 +137,12 @@ def _random_ops(pool: KVPool, seed: int) -> list[tuple[str, ...]]:
 @pytest.mark.parametrize("capacity", [60, 200])
 def test_deferred_ranking_evicts_as_pushing_every_change(policy: str, capacity: int) -> None:
     """A changed entry is pushed once, before the next eviction, instead of at every
-    change: the same contexts are evicted in the same order (equal ranks included),
-    and stale slots are swept out of the heap."""
+    change, and only a slot whose hint may have lapsed is ranked again on top: the
+    same contexts are evicted in the same order (equal ranks included), and stale
+    slots are swept out of the heap."""
     deferred, eager = KVPool(capacity, policy), KVPool(capacity, policy)
-    eager._deferred = False  # the plain order: every change pushed at once
+    eager._deferred = False  # the plain order: every change pushed at once,
+    eager._lapsing = None  # and every slot ranked again when it reaches the top
     assert _random_ops(deferred, 7) == _random_ops(eager, 7)
     assert deferred.evicted_blocks == eager.evicted_blocks > 0
     assert len(deferred._heap) <= 2 * len(deferred.entries) + 64
