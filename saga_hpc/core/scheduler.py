@@ -222,9 +222,7 @@ class Scheduler:
         flow = self.flows.get(spec.workflow_id)
         if flow is not None:
             flow.calls += 1
-            decisions += self.retention.on_leave(
-                worker_id, spec, outcome, now, stim, position=flow.calls
-            )
+            decisions += self.retention.on_leave(worker_id, spec, outcome, now, stim, flow.calls)
             if outcome.workflow_done:
                 self._forget(spec.workflow_id)
             else:
@@ -234,7 +232,9 @@ class Scheduler:
                 for d in decisions:
                     if isinstance(d, Retain):
                         flow.retained_on, flow.retain_until = d.worker_id, d.until
-        decisions += self._pump(now, stim)
+        pumped = self._pump(now, stim)
+        if pumped:
+            decisions += pumped
         if self._record_story:
             self._tell(
                 spec.workflow_id,
@@ -373,7 +373,7 @@ class Scheduler:
         decisions: list[Decision] = []
         # After a pump no worker has both a free slot and a call waiting for it,
         # so only workers that freed a slot or got a call since can dispatch now.
-        ready = self._dirty & self._backlogged if self._dirty else ()
+        ready = self._dirty & self._backlogged if self._dirty and self._backlogged else ()
         self._dirty.clear()
         # Most pumps follow one event on one worker: nothing to order then.
         for wid in ready if len(ready) < 2 else sorted(ready, key=self._order_of):

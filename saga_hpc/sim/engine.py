@@ -163,8 +163,8 @@ class Simulation:
         self._seq = 0
         self._runs: dict[str, _Run] = {}  # tasks arrived and not finished, by task id
         self.records = CallRecords()
-        # each field's list's append, in CallRecord's order (one per call that ends)
-        self._columns = [self.records.columns[name].append for name in FIELDS]
+        # each field's column's append, in CallRecord's order (one per call that ends)
+        self._columns = tuple(self.records.columns[name].append for name in FIELDS)
         self.tct: dict[str, float] = {}
         self.kv_samples: list[tuple[float, float, float]] = []
         self.misses = 0
@@ -340,17 +340,19 @@ class Simulation:
             run.next_arrival = back
         cached = pool.finish(task_id, now, run.shared_key)
         prompt, hit, out = run.prompt, run.hit, run.out
-        columns = self._columns
-        columns[0](task_id)
-        columns[1](task.tenant)
-        columns[2](run.arrived)
-        columns[3](run.first_token - run.arrived)
-        columns[4](self.step_s[gpu.running + 1])
-        columns[5](now)
-        columns[6](prompt)
-        columns[7](hit)
-        columns[8](out)
-        columns[9](run.service_s)
+        task_ids, tenants, arrived, ttft, tpot, finished, prompts, hits, outs, services = (
+            self._columns
+        )
+        task_ids(task_id)
+        tenants(task.tenant)
+        arrived(run.arrived)
+        ttft(run.first_token - run.arrived)
+        tpot(self.step_s[gpu.running + 1])
+        finished(now)
+        prompts(prompt)
+        hits(hit)
+        outs(out)
+        services(run.service_s)
         outcome = CallOutcome(
             run.call_id,
             self.worker_ids[g],
