@@ -32,7 +32,7 @@ def record_calls(s: Session, recs: Sequence[CallRecord]) -> list[bool]:
     if not recs:
         return []
     ids = [r.call_id for r in recs]
-    seen = set(s.scalars(select(Call.call_id).where(Call.call_id.in_(ids))))
+    seen = set(s.connection().scalars(_KNOWN_CALLS, {"ids": ids}))
     fresh: list[CallRecord] = []
     written: list[bool] = []
     for rec in recs:
@@ -77,16 +77,22 @@ def record_calls(s: Session, recs: Sequence[CallRecord]) -> list[bool]:
         last[rec.workflow_id] = _Last(rec.call_id, seq, rec.next_tool, rec.finished_at)
     # Table-level inserts: the ORM's bulk path costs about as much again per row,
     # and these rows need none of its bookkeeping (no objects are loaded).
-    s.execute(insert(_table(Call)), calls)
+    conn = s.connection()
+    conn.execute(_INSERT_CALL, calls)
     if edges:
-        s.execute(insert(_table(ToolEdge)), edges)
-    s.execute(insert(_table(LedgerEntry)), ledger)
+        conn.execute(_INSERT_EDGE, edges)
+    conn.execute(_INSERT_LEDGER, ledger)
     return written
 
 
 def _table(model: Any) -> Table:
     table: Table = model.__table__
     return table
+
+
+_INSERT_CALL = insert(_table(Call))
+_INSERT_EDGE = insert(_table(ToolEdge))
+_INSERT_LEDGER = insert(_table(LedgerEntry))
 
 
 @dataclass(frozen=True)
@@ -100,7 +106,7 @@ class _Last:
 def _open_missing(s: Session, recs: Sequence[CallRecord]) -> None:
     """A call recorded without an opened workflow (tests, old clients) opens it."""
     wanted = {r.workflow_id: r for r in reversed(recs)}  # the first call of each
-    have = set(s.scalars(select(Workflow.id).where(Workflow.id.in_(list(wanted)))))
+    have = set(s.connection().scalars(_KNOWN_WORKFLOWS, {"ids": list(wanted)}))
     missing = [
         {
             "id": r.workflow_id,
@@ -131,7 +137,7 @@ def open_workflows(s: Session, opens: Sequence[WorkflowOpen]) -> list[str]:
         for o in reversed(opens)
     }
     insert_ignore(s, Workflow, list(rows.values()))
-    found = s.execute(select(Workflow.id, Workflow.account).where(Workflow.id.in_(list(rows))))
+    found = s.connection().execute(_OWNERS, {"ids": list(rows)})
     owners = {r[0]: r[1] for r in found}
     return [owners[o.workflow_id] for o in opens]
 
@@ -157,18 +163,27 @@ def insert_ignore(s: Session, table: Any, rows: list[dict[str, Any]]) -> None:
 
 
 def _last_calls(s: Session, workflow_ids: set[str]) -> dict[str, _Last]:
-    newest = (
-        select(Call.workflow_id, func.max(Call.seq).label("seq"))
-        .where(Call.workflow_id.in_(list(workflow_ids)))
-        .group_by(Call.workflow_id)
-        .subquery()
-    )
-    rows = s.execute(
-        select(Call.workflow_id, Call.call_id, Call.seq, Call.next_tool, Call.finished_at).join(
-            newest, (Call.workflow_id == newest.c.workflow_id) & (Call.seq == newest.c.seq)
-        )
-    )
+    rows = s.connection().execute(_LAST_CALLS, {"ids": list(workflow_ids)})
     return {r[0]: _Last(r[1], r[2], r[3], r[4]) for r in rows}
+
+
+# The ledger's queries, built once with an expanding IN parameter: building a
+# select (and the subquery's column collection) per batch cost more than
+# running it, a third of a millisecond per one-call batch. They run on the
+# session's connection: the ORM's execution layer adds nothing for plain rows.
+_IDS = bindparam("ids", expanding=True)
+_KNOWN_CALLS = select(Call.call_id).where(Call.call_id.in_(_IDS))
+_KNOWN_WORKFLOWS = select(Workflow.id).where(Workflow.id.in_(_IDS))
+_OWNERS = select(Workflow.id, Workflow.account).where(Workflow.id.in_(_IDS))
+_NEWEST = (
+    select(Call.workflow_id, func.max(Call.seq).label("seq"))
+    .where(Call.workflow_id.in_(_IDS))
+    .group_by(Call.workflow_id)
+    .subquery()
+)
+_LAST_CALLS = select(
+    Call.workflow_id, Call.call_id, Call.seq, Call.next_tool, Call.finished_at
+).join(_NEWEST, (Call.workflow_id == _NEWEST.c.workflow_id) & (Call.seq == _NEWEST.c.seq))
 
 
 def workflow_row(s: Session, workflow_id: str) -> WorkflowRow | None:
