@@ -10,11 +10,13 @@ import signal
 import socket
 import sys
 from pathlib import Path
+from typing import Any
 
 from saga_hpc import launch
 from saga_hpc.config import add_db_argument, db_url
 from saga_hpc.core.cost import CostModel
 from saga_hpc.errors import UsageError
+from saga_hpc.protocol.curve import ChannelKeys, WorkerCredentials, WorkerGate
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -179,13 +181,17 @@ def _head(args: argparse.Namespace, comm: object, size: int, single_host: bool) 
     )
     # Workers on other nodes need a routable address; on one node loopback is enough.
     zmq_bind = "tcp://127.0.0.1:*" if single_host else "tcp://*:*"
+    # Either way other users' processes can reach the port: only holders of
+    # this job's keys get in (protocol/curve.py); the keys go by MPI only.
+    keys = ChannelKeys.generate()
 
     def bind(head: object) -> str:
-        endpoint: str = head.bind(zmq_bind)  # type: ignore[attr-defined]
+        endpoint: str = head.bind(zmq_bind, WorkerGate(keys))  # type: ignore[attr-defined]
         return endpoint if single_host else endpoint.replace("0.0.0.0", socket.getfqdn())
 
     def announce(endpoint: str) -> None:
-        comm.bcast(endpoint, root=0)  # type: ignore[attr-defined]
+        rendezvous = {"endpoint": endpoint, "credentials": keys.workers.to_dict()}
+        comm.bcast(rendezvous, root=0)  # type: ignore[attr-defined]
 
     try:
         return asyncio.run(HeadRuntime(opts, bind, announce).run())
@@ -215,7 +221,8 @@ def _worker(args: argparse.Namespace, comm: object, rank: int, hosts: list[str])
     if device is not None:
         os.environ["CUDA_VISIBLE_DEVICES"] = device
 
-    endpoint: str = comm.bcast(None, root=0)  # type: ignore[attr-defined]
+    rendezvous: dict[str, Any] = comm.bcast(None, root=0)  # type: ignore[attr-defined]
+    credentials = WorkerCredentials.from_dict(rendezvous["credentials"])
     settings = EngineSettings(
         model=str(Path(args.model).resolve()),
         served_name=args.served_name,
@@ -227,5 +234,5 @@ def _worker(args: argparse.Namespace, comm: object, rank: int, hosts: list[str])
         hold_budget=args.hold_budget,
     )
     os.environ.setdefault("SAGA_WORKER_RANK", str(rank))
-    run_worker(endpoint, rank, settings)
+    run_worker(rendezvous["endpoint"], rank, settings, credentials)
     return 0

@@ -21,6 +21,7 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass
+from typing import Any
 
 import zmq
 from zmq.auth.asyncio import AsyncioAuthenticator
@@ -62,7 +63,7 @@ class ChannelKeys:
         return ChannelKeys(server_public, server_secret, workers)
 
 
-def secure_dealer(sock: zmq.Socket[bytes], credentials: WorkerCredentials) -> None:
+def secure_dealer(sock: zmq.Socket[Any], credentials: WorkerCredentials) -> None:
     """Make a worker's DEALER a CURVE client of its head (before `connect`)."""
     sock.curve_serverkey = credentials.server_public.encode()
     sock.curve_publickey = credentials.public.encode()
@@ -99,7 +100,7 @@ class WorkerGate:
         self.keys = keys
         self._auth: AsyncioAuthenticator | None = None
 
-    def secure(self, router: zmq.Socket[bytes]) -> None:
+    def secure(self, router: zmq.Socket[Any]) -> None:
         """Call before `bind`, inside the head's event loop."""
         auth = AsyncioAuthenticator(router.context)
         auth.start()

@@ -25,6 +25,7 @@ from collections.abc import Callable
 import zmq
 
 from saga_hpc.protocol import Heartbeat, encode
+from saga_hpc.protocol.curve import WorkerCredentials, secure_dealer
 
 log = logging.getLogger("saga_hpc.worker")
 
@@ -38,6 +39,7 @@ class HeartbeatThread:
         self,
         endpoint: str,
         identity: str,
+        credentials: WorkerCredentials | None,
         make_beat: Callable[[], Heartbeat],
         interval_s: Callable[[], float],
         loop: asyncio.AbstractEventLoop,
@@ -45,6 +47,7 @@ class HeartbeatThread:
     ) -> None:
         self.endpoint = endpoint
         self.identity = f"{identity}.beat"
+        self.credentials = credentials
         self.make_beat = make_beat
         self.interval_s = interval_s
         self.loop = loop
@@ -77,6 +80,8 @@ class HeartbeatThread:
         sock = ctx.socket(zmq.DEALER)
         sock.setsockopt(zmq.LINGER, 0)
         sock.setsockopt_string(zmq.IDENTITY, self.identity)
+        if self.credentials is not None:
+            secure_dealer(sock, self.credentials)
         sock.connect(self.endpoint)
         withheld = False
         try:

@@ -35,6 +35,7 @@ from saga_hpc.protocol import (
     decode,
     encode,
 )
+from saga_hpc.protocol.curve import WorkerCredentials, secure_dealer
 from saga_hpc.protocol.messages import Message
 from saga_hpc.worker.beater import HeartbeatThread
 from saga_hpc.worker.engine import EngineSettings, build_engine
@@ -45,8 +46,11 @@ log = logging.getLogger("saga_hpc.worker")
 
 
 class WorkerRunner:
-    def __init__(self, endpoint: str, rank: int, settings: EngineSettings) -> None:
+    def __init__(
+        self, endpoint: str, rank: int, settings: EngineSettings, credentials: WorkerCredentials
+    ) -> None:
         self.endpoint = endpoint
+        self.credentials = credentials
         self.rank = rank
         self.settings = settings
         self.worker_id = f"w{rank}"
@@ -60,6 +64,7 @@ class WorkerRunner:
         self.sock = self.ctx.socket(zmq.DEALER)
         self.sock.setsockopt(zmq.LINGER, 2000)
         self.sock.setsockopt_string(zmq.IDENTITY, self.worker_id)
+        secure_dealer(self.sock, credentials)
 
     async def send(self, msg: Message) -> None:
         await self.sock.send(encode(msg))
@@ -84,7 +89,12 @@ class WorkerRunner:
             self.endpoint,
         )
         self.beater = HeartbeatThread(
-            self.endpoint, self.worker_id, self._beat, lambda: self.heartbeat_s, loop
+            self.endpoint,
+            self.worker_id,
+            self.credentials,
+            self._beat,
+            lambda: self.heartbeat_s,
+            loop,
         )
         self.beater.start()
         tasks = [asyncio.create_task(self._receive())]
@@ -276,5 +286,7 @@ def engine_timings(stats: Any) -> dict[str, Any]:
     }
 
 
-def run_worker(endpoint: str, rank: int, settings: EngineSettings) -> None:
-    asyncio.run(WorkerRunner(endpoint, rank, settings).run())
+def run_worker(
+    endpoint: str, rank: int, settings: EngineSettings, credentials: WorkerCredentials
+) -> None:
+    asyncio.run(WorkerRunner(endpoint, rank, settings, credentials).run())

@@ -4,16 +4,21 @@ ZeroMQ, the OpenAI client, the SQL store."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import openai
 import pytest
+import zmq
+from zmq.utils.monitor import recv_monitor_message
 
 from saga_hpc.cli.main import main as cli
 from saga_hpc.client.service import ServiceProcess
+from saga_hpc.protocol import Heartbeat, Register, encode
 from saga_hpc.store.store import Store
 from tests.support.store import store_with_keys
 
@@ -139,6 +144,44 @@ def test_metrics_and_health(served: tuple[ServiceProcess, Store, dict[str, str]]
     metrics = httpx.get(svc.base + "/metrics", timeout=10).text
     assert 'saga_worker_engine_start_seconds{worker="w1"}' in metrics
     assert "saga_head_overhead_seconds_count" in metrics
+
+
+def test_a_process_without_the_jobs_keys_cannot_join_as_a_worker(
+    served: tuple[ServiceProcess, Store, dict[str, str]],
+) -> None:
+    """Another user's process on the node reads the head's port from the
+    endpoint file (or scans for it) and registers: it is never a worker, so no
+    call, and no tenant's prompt, is ever sent to it."""
+    svc, _, _ = served
+    endpoint = svc.info["zmq"]
+    assert "secret" not in json.dumps(svc.info)
+    ctx = zmq.Context()
+    rogue = ctx.socket(zmq.DEALER)
+    rogue.setsockopt(zmq.LINGER, 0)
+    rogue.setsockopt_string(zmq.IDENTITY, "w9")
+    monitor = rogue.get_monitor_socket()
+    rogue.connect(endpoint)
+    try:
+        with contextlib.suppress(zmq.Again):  # queued until a handshake that fails
+            rogue.send(encode(Register("w9", 9, "evil", 1, "tiny", 64, 10**6, 16, 0.1)))
+            for _ in range(10):
+                rogue.send(encode(Heartbeat("w9", 0, 0, 1000, 0, 0, 0, 0)), zmq.NOBLOCK)
+        time.sleep(1.5)
+        events = set()
+        while monitor.poll(100):
+            events.add(recv_monitor_message(monitor)["event"])
+        # It reached the head's port; the head refused the handshake.
+        assert zmq.EVENT_CONNECTED in events
+        assert zmq.EVENT_HANDSHAKE_SUCCEEDED not in events
+        health = httpx.get(svc.base + "/health", timeout=10).json()
+        assert health["workers_alive"] == 2
+        assert not rogue.poll(500), "the head sent the rogue something"
+        assert 'worker="w9"' not in httpx.get(svc.base + "/metrics", timeout=10).text
+    finally:
+        rogue.disable_monitor()
+        monitor.close()
+        rogue.close()
+        ctx.term()
 
 
 def test_identical_prompt_is_never_shared_across_accounts(

@@ -5,10 +5,11 @@ handed a call. Real ZeroMQ sockets on 127.0.0.1 and the real HeadService."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from pathlib import Path
+from typing import Any
 
 import zmq
-import zmq.asyncio
 
 from saga_hpc.core.systems import make_scheduler
 from saga_hpc.head.service import HeadService, HeadSettings
@@ -22,9 +23,9 @@ def register(worker_id: str) -> bytes:
 
 
 def dealer(
-    ctx: zmq.asyncio.Context, endpoint: str, worker_id: str, creds: WorkerCredentials | None
-) -> zmq.asyncio.Socket:
-    sock = ctx.socket(zmq.DEALER)
+    ctx: zmq.Context[Any], endpoint: str, worker_id: str, creds: WorkerCredentials | None
+) -> zmq.Socket[Any]:
+    sock: zmq.Socket[Any] = ctx.socket(zmq.DEALER)
     sock.setsockopt(zmq.LINGER, 0)
     sock.setsockopt_string(zmq.IDENTITY, worker_id)
     if creds is not None:
@@ -38,7 +39,7 @@ async def scenario(store: Store) -> tuple[set[str], set[str]]:
     head = HeadService(HeadSettings(), store, make_scheduler("vllm"), "tiny")
     endpoint = head.bind("tcp://127.0.0.1:*", WorkerGate(keys))
     head.start()
-    ctx = zmq.asyncio.Context()
+    ctx: zmq.Context[Any] = zmq.Context()  # plain sockets: a send never waits
     own = dealer(ctx, endpoint, "w1", keys.workers)
     other_pub, other_sec = zmq.curve_keypair()
     # Knows the head's public key (it is no secret) but not the workers' pair.
@@ -49,11 +50,13 @@ async def scenario(store: Store) -> tuple[set[str], set[str]]:
         WorkerCredentials(keys.server_public, other_pub.decode(), other_sec.decode()),
     )
     plain = dealer(ctx, endpoint, "plain", None)
-    await own.send(register("w1"))
+    own.send(register("w1"))
     await asyncio.wait_for(head.workers_ready.wait(), 5)
-    # The others' frames wait in their own sockets for a handshake that fails.
-    await impostor.send(register("impostor"))
-    await plain.send(register("plain"))
+    # The others' frames wait in their own sockets for a handshake that fails
+    # (or cannot even be queued once it has failed).
+    for sock, name in ((impostor, "impostor"), (plain, "plain")):
+        with contextlib.suppress(zmq.Again):
+            sock.send(register(name), zmq.NOBLOCK)
     await asyncio.sleep(1.0)
     alive = {w.worker_id for w in head.registry.alive()}
     # A head without the gate takes the same plain Register at once.
@@ -61,7 +64,7 @@ async def scenario(store: Store) -> tuple[set[str], set[str]]:
     open_endpoint = open_head.bind("tcp://127.0.0.1:*")
     open_head.start()
     plain_to_open = dealer(ctx, open_endpoint, "plain", None)
-    await plain_to_open.send(register("plain"))
+    plain_to_open.send(register("plain"))
     await asyncio.wait_for(open_head.workers_ready.wait(), 5)
     open_alive = {w.worker_id for w in open_head.registry.alive()}
     for sock in (own, impostor, plain, plain_to_open):

@@ -72,7 +72,7 @@ def blocked_loop(loop: asyncio.AbstractEventLoop, seconds: float) -> tuple[float
 
 def test_a_busy_event_loop_does_not_delay_the_heartbeats(head: Head) -> None:
     loop = asyncio.new_event_loop()
-    beater = HeartbeatThread(head.endpoint, "w1", beat, lambda: 0.1, loop, stall_limit_s=10.0)
+    beater = HeartbeatThread(head.endpoint, "w1", None, beat, lambda: 0.1, loop, stall_limit_s=10.0)
     beater.start()
     try:
         start, end = blocked_loop(loop, 1.5)
@@ -89,7 +89,7 @@ def test_a_busy_event_loop_does_not_delay_the_heartbeats(head: Head) -> None:
 
 def test_a_stuck_event_loop_silences_the_heartbeats_until_it_answers(head: Head) -> None:
     loop = asyncio.new_event_loop()
-    beater = HeartbeatThread(head.endpoint, "w1", beat, lambda: 0.05, loop, stall_limit_s=0.4)
+    beater = HeartbeatThread(head.endpoint, "w1", None, beat, lambda: 0.05, loop, stall_limit_s=0.4)
     beater.start()
     try:
         start, end = blocked_loop(loop, 2.0)
@@ -106,7 +106,7 @@ def test_a_stuck_event_loop_silences_the_heartbeats_until_it_answers(head: Head)
 
 def test_asked_for_a_beat_it_sends_one_at_once(head: Head) -> None:
     loop = asyncio.new_event_loop()
-    beater = HeartbeatThread(head.endpoint, "w1", beat, lambda: 30.0, loop)
+    beater = HeartbeatThread(head.endpoint, "w1", None, beat, lambda: 30.0, loop)
     beater.start()
     try:
         deadline = time.monotonic() + 5.0
