@@ -91,13 +91,13 @@ def check_fits(tasks: list[Task], profile: GpuProfile) -> dict[str, list[int]]:
     at admission); say so instead of simulating a GPU that waits forever. Returns
     each task's prompt sizes."""
     sizes = {}
+    limit = profile.kv_tokens
     for task in tasks:
         prompts = sizes[task.task_id] = task.prompt_tokens()
-        for i, (prompt, step) in enumerate(zip(prompts, task.steps, strict=True)):
-            if prompt + step.output_tokens > profile.kv_tokens:
+        for i, step in enumerate(task.steps):
+            if prompts[i] + step.output_tokens > limit:
                 raise ValueError(
-                    f"task {task.task_id} call {i}: {prompt + step.output_tokens} tokens "
-                    f"do not fit a GPU's KV pool ({profile.kv_tokens} tokens, profile "
-                    f"{profile.name})"
+                    f"task {task.task_id} call {i}: {prompts[i] + step.output_tokens} tokens "
+                    f"do not fit a GPU's KV pool ({limit} tokens, profile {profile.name})"
                 )
     return sizes

@@ -97,15 +97,16 @@ def swe_bench_task(
                 z = magic * (u1 - 0.5) / u2
                 if z * z / 4.0 <= -log(u2):
                     break
-            new = max(8, round(exp(new_mu + z * new_sigma)))
-            new = min(new, MAX_OBSERVATION_TOKENS)
+            new = round(exp(new_mu + z * new_sigma))  # max(8, min(new, MAX_OBSERVATION_TOKENS))
+            new = 8 if new < 8 else MAX_OBSERVATION_TOKENS if new > MAX_OBSERVATION_TOKENS else new
         while True:
             u1 = random()
             u2 = 1.0 - random()
             z = magic * (u1 - 0.5) / u2
             if z * z / 4.0 <= -log(u2):
                 break
-        out = max(1, min(1000, round(exp(out_mu + z * out_sigma))))
+        out = round(exp(out_mu + z * out_sigma))  # max(1, min(1000, out))
+        out = 1 if out < 1 else 1000 if out > 1000 else out
         u = random()
         if last:
             tool, tool_s = None, 0.0

@@ -36,9 +36,13 @@ class Task:
 
     def prompt_tokens(self) -> list[int]:
         """Prompt length of each call."""
-        out, context = [], self.system_tokens
+        # Once per task of a trace (millions of steps an hour): min() written out.
+        system = self.system_tokens
+        out: list[int] = []
+        append, context = out.append, system
         for step in self.steps:
-            prompt = min(context, self.system_tokens + step.keep_tokens) + step.new_tokens
-            out.append(prompt)
+            reused = system + step.keep_tokens
+            prompt = (context if context <= reused else reused) + step.new_tokens
+            append(prompt)
             context = prompt + step.output_tokens
         return out
