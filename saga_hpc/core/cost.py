@@ -32,7 +32,9 @@ class CostModel:
     def service(self, prompt_tokens: int, cached_tokens: int, output_tokens: int) -> float:
         """Service a call consumed, in seconds of one slot; the unit fairness counts in.
         `call_s` written out (the scheduler charges one per call completed)."""
-        uncached = max(0, prompt_tokens - cached_tokens)
+        uncached = prompt_tokens - cached_tokens
+        if uncached < 0:  # max(0, uncached)
+            uncached = 0
         return (
             self.call_overhead_s
             + uncached / self.prefill_tokens_per_s

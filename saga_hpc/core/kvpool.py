@@ -354,7 +354,9 @@ class KVPool:
                 if current[0] != rank or current[1] != tie:  # a hint lapsed: rank it again
                     heapq.heapreplace(heap, (current[0], current[1], version, key))
                     continue
-            take = min(e.blocks, blocks - (self.capacity - self.used))
+            take = blocks - (self.capacity - self.used)  # min(e.blocks, what is missing)
+            if e.blocks <= take:
+                take = e.blocks
             e.blocks -= take  # from the tail: leaves first
             self.used -= take
             if e.dead:

@@ -261,7 +261,10 @@ class Simulation:
         if index:
             previous = task.steps[index - 1]
             previous_context = prompts[index - 1] + previous.output_tokens - task.system_tokens
-            keep = min(step.keep_tokens, previous_context)  # own-context tokens reused
+            # own-context tokens reused: min(step.keep_tokens, previous_context)
+            keep = step.keep_tokens
+            if previous_context < keep:
+                keep = previous_context
         else:
             keep = 0
         out = step.output_tokens

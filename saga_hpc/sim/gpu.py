@@ -46,13 +46,18 @@ def start(sim: Simulation, run: _Run, now: float) -> float | None:
     gpu = sim.gpus[g]
     run.gpus.add(g)
     prompt = run.prompt
-    run.hit = hit = min(adm.hit_blocks * block, prompt - 1)
+    # min() and max() written out (calls to them cost more than the comparison):
+    # at least the prompt's last token is computed.
+    hit = adm.hit_blocks * block
+    if prompt - 1 < hit:
+        hit = prompt - 1
+    run.hit = hit
     left = run.left_gpu
     if left >= 0:
         # A retention miss: the workflow came back and part of the context it
         # left cached (and still needs) is gone, or it runs elsewhere now.
         run.left_gpu = -1
-        wanted = min(run.left_blocks, run.keep_blocks)
+        wanted = run.left_blocks if run.left_blocks <= run.keep_blocks else run.keep_blocks
         if adm.own_hit_blocks < wanted:
             sim.misses += 1
             sim.recomputed += (wanted - adm.own_hit_blocks) * block
@@ -64,7 +69,7 @@ def start(sim: Simulation, run: _Run, now: float) -> float | None:
     run.first_token = first = free_at + step
     out = run.out
     run.service_s = (free_at - prefill_start) + step * out
-    return first + step * max(0, out - 1)
+    return first + step * (out - 1 if out > 1 else 0)
 
 
 def report(sim: Simulation, gpu: Gpu, blocked: bool, now: float) -> None:

@@ -268,7 +268,7 @@ class Aeg(Retention):
         # Keeping the context saves recomputing all its blocks if the workflow
         # returns, and costs its blocks for the time it is away: per block and
         # second held, the expected value is P(return) / expected gap.
-        score = p / max(gap, 0.01)
+        score = p / (0.01 if gap < 0.01 else gap)  # max(gap, 0.01), once per call
         until = now + horizon
         reason = (
             f"aeg: P(return after {tool}, call {position}) {p:.2f}, E[gap] {gap:.2f}s"
