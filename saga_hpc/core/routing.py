@@ -49,8 +49,15 @@ class Router:
         self, spec: CallSpec, previous: str | None, workers: list[WorkerView]
     ) -> tuple[str, str]:
         """Returns (worker, reason); `previous` is the workflow's last worker, if alive."""
-        w = min(workers, key=lambda w: (w.load(), w.order))
-        return w.worker_id, "least loaded"
+        # min(workers, key=(load, order)) written out: every new workflow scans all
+        # workers, and a key function per worker costs more than the comparison.
+        best = workers[0]
+        low = best.load()
+        for w in workers:
+            load = w.load()
+            if load < low or (load == low and w.order < best.order):
+                best, low = w, load
+        return best.worker_id, "least loaded"
 
     def on_dispatch(self, spec: CallSpec, worker_id: str) -> None:
         """The call runs on `worker_id` (its prefix will be cached there)."""
