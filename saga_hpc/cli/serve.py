@@ -8,6 +8,7 @@ import logging
 import os
 import signal
 import socket
+import ssl
 import sys
 from pathlib import Path
 from typing import Any
@@ -83,6 +84,12 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         metavar="SECONDS",
         help="mirror Slurm accounts, users and fair-share weights this often (0 = off)",
     )
+    p.add_argument(
+        "--tls-cert",
+        metavar="PEM",
+        help="serve the API over HTTPS with this certificate (chain); needs --tls-key",
+    )
+    p.add_argument("--tls-key", metavar="PEM", help="the certificate's private key")
     p.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     add_db_argument(p)
     p.set_defaults(func=_serve)
@@ -110,6 +117,23 @@ def _check(args: argparse.Namespace) -> None:
             raise UsageError(f"--{flag.replace('_', '-')} must be positive")
     if args.system not in SYSTEMS:
         raise UsageError(f"--system {args.system!r}: choose one of {', '.join(sorted(SYSTEMS))}")
+    _check_tls(args.tls_cert, args.tls_key)
+
+
+def _check_tls(cert: str | None, key: str | None) -> None:
+    """Both or neither, and a pair that loads: found now, not by the head after
+    the engines have started."""
+    if (cert is None) != (key is None):
+        raise UsageError("--tls-cert and --tls-key go together")
+    if cert is None or key is None:
+        return
+    for flag, path in (("--tls-cert", cert), ("--tls-key", key)):
+        if not Path(path).is_file() or not os.access(path, os.R_OK):
+            raise UsageError(f"{flag} {path}: not a readable file")
+    try:
+        ssl.create_default_context(ssl.Purpose.CLIENT_AUTH).load_cert_chain(cert, key)
+    except (ssl.SSLError, ValueError) as exc:
+        raise UsageError(f"--tls-cert/--tls-key: not a matching PEM pair ({exc})") from exc
 
 
 def _preflight(args: argparse.Namespace) -> None:
@@ -178,6 +202,8 @@ def _head(args: argparse.Namespace, comm: object, size: int, single_host: bool) 
         ready_timeout_s=args.ready_timeout,
         slurm_sync_s=args.slurm_sync,
         cost=_cost(args),
+        tls_cert=args.tls_cert,
+        tls_key=args.tls_key,
     )
     # Workers on other nodes need a routable address; on one node loopback is enough.
     zmq_bind = "tcp://127.0.0.1:*" if single_host else "tcp://*:*"

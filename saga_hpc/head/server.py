@@ -52,6 +52,10 @@ class ServeOptions:
     # What a call costs on these workers, for decisions that trade time against
     # cache (steal or wait); None: the core's defaults (docs/deploy.md).
     cost: CostModel | None = None
+    # HTTPS for the API (PEM files); None: plain HTTP, for a trusted network or
+    # behind a TLS proxy (docs/admin.md).
+    tls_cert: str | None = None
+    tls_key: str | None = None
 
 
 class _Server(uvicorn.Server):
@@ -186,6 +190,8 @@ class HeadRuntime:
             h11_max_incomplete_event_size=64 * 1024,
             # Clients reach the head directly; X-Forwarded-* rewriting only costs CPU.
             proxy_headers=False,
+            ssl_certfile=opts.tls_cert,
+            ssl_keyfile=opts.tls_key,
         )
         server = self._server = _Server(config)
         if self._stop_requested:
@@ -199,7 +205,8 @@ class HeadRuntime:
         code = 0
         try:
             await _wait_ready(head, opts, serving)
-            url = f"http://{advertised_host(opts.host)}:{port}/v1"
+            scheme = "https" if opts.tls_cert else "http"
+            url = f"{scheme}://{advertised_host(opts.host)}:{port}/v1"
             self.info = {
                 "url": url,
                 "zmq": endpoint,

@@ -121,12 +121,16 @@ def test_load(capsys: pytest.CaptureFixture[str], argv: list[str], needle: str) 
 
 def serve_cases(model: str, taken: int, db: str) -> list[tuple[list[str], str]]:
     """Each fails before mpirun would start (a passing case would exec it)."""
+    conf = f"{model}/config.json"  # a readable file that is no PEM
     return [
         (["--model", NOWHERE], "config.json"),
         (["--model", model, "--port", "70000"], "--port"),
         (["--model", model, "--system", "nope"], "--system"),
         (["--model", model, "--workers", "0"], "--workers"),
         (["--model", model, "--hold-budget", "2"], "--hold-budget"),
+        (["--model", model, "--tls-cert", conf], "go together"),
+        (["--model", model, "--tls-cert", NOWHERE, "--tls-key", NOWHERE], "--tls-cert"),
+        (["--model", model, "--tls-cert", conf, "--tls-key", conf], "not a matching PEM pair"),
         (["--model", model, "--workers", "1", "--db", "notaurl"], "notaurl"),
         (["--model", model, "--workers", "1", "--db", REFUSED_PG], "Connection refused"),
         (["--model", model, "--workers", "1", "--db", db, "--host", "999.1.1.1"], "999.1.1.1"),

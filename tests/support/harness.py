@@ -23,6 +23,7 @@ class HeadHarness:
         system: str = "saga",
         worker_timeout_s: float = 5.0,
         slurm_sync_s: float = 0.0,
+        tls: tuple[str, str] | None = None,  # (certificate, key) PEM files: HTTPS
         **worker_kwargs: Any,
     ) -> None:
         self.opts = ServeOptions(
@@ -39,6 +40,8 @@ class HeadHarness:
             heartbeat_s=min(1.0, worker_timeout_s / 3),
             worker_timeout_s=worker_timeout_s,
             slurm_sync_s=slurm_sync_s,
+            tls_cert=tls[0] if tls else None,
+            tls_key=tls[1] if tls else None,
         )
         self.n_workers = workers
         self.worker_kwargs = worker_kwargs
