@@ -38,7 +38,7 @@ from saga_hpc.core.types import (
     Retain,
 )
 from saga_hpc.nogc import collector_paused
-from saga_hpc.sim.gpu import Gpu, check_fits, report, start
+from saga_hpc.sim.gpu import Gpu, check_fits, decode_stall, report, start
 from saga_hpc.sim.profile import GpuProfile
 from saga_hpc.sim.records import FIELDS, CallRecord, CallRecords
 from saga_hpc.workload.model import Task
@@ -78,6 +78,7 @@ class _Run:
     hit: int = 0
     first_token: float = 0.0
     service_s: float = 0.0
+    prefill_seen: float = 0.0  # its GPU's prefill seconds counted into its decode so far
 
 
 @dataclass
@@ -194,6 +195,7 @@ class Simulation:
         remaining = n_tasks
         next_sample = 0.0
         arrive, finish = self._arrive, self._finish
+        stalls = self.profile.prefill_stalls_decode
         n_events = 0
         next_at = tasks[0].arrival_s if tasks else math.inf  # the next first call's arrival
         obj: _Run | None
@@ -210,6 +212,8 @@ class Simulation:
             if obj is not None:
                 if kind == _ARRIVE:
                     arrive(obj, now)
+                elif stalls and (stall := decode_stall(self.gpus[obj.gpu], obj, now)):
+                    self._push(now + stall, _FINISH, obj)  # prompts computed meanwhile
                 else:
                     remaining -= finish(obj, now)
             else:

@@ -6,6 +6,8 @@ it, and telling the core when calls wait on it for memory.
   GPU's earlier prefills (chunked prefill shares one compute budget, so a
   recomputed prefix delays the GPU's other arrivals too), then `out` decode
   steps whose length depends on the batch size when it starts.
+- `decode_stall`: with the profile's `prefill_stalls_decode`, how much later
+  a call ends because prompts were computed on its GPU while it decoded.
 - `report`: the GPU's memory-blocked state, as a worker's heartbeat says it.
 - `check_fits`: a trace whose call could never fit a GPU is refused up front.
 """
@@ -29,6 +31,7 @@ class Gpu:
     index: int
     running: int = 0
     prefill_free_at: float = 0.0
+    prefill_queued_s: float = 0.0  # prefill seconds queued on it since the run began
     pending: deque[_Run] = field(default_factory=deque)  # calls dispatched, waiting for KV memory
     blocked: bool = False  # told the core it is out of memory
 
@@ -63,7 +66,10 @@ def start(sim: Simulation, run: _Run, now: float) -> float | None:
             sim.recomputed += (wanted - adm.own_hit_blocks) * block
     free_at = gpu.prefill_free_at
     prefill_start = now if now >= free_at else free_at
-    gpu.prefill_free_at = free_at = prefill_start + (prompt - hit) / sim.prefill_rate
+    prefill_s = (prompt - hit) / sim.prefill_rate
+    gpu.prefill_free_at = free_at = prefill_start + prefill_s
+    gpu.prefill_queued_s = queued = gpu.prefill_queued_s + prefill_s
+    run.prefill_seen = queued  # every prefill queued before its own is done by its first token
     gpu.running = running = gpu.running + 1
     step = sim.step_s[running]  # running <= max_batch: the core's slots
     run.first_token = first = free_at + step
@@ -106,3 +112,22 @@ def check_fits(tasks: list[Task], profile: GpuProfile) -> dict[str, list[int]]:
                     f"do not fit a GPU's KV pool ({limit} tokens, profile {profile.name})"
                 )
     return sizes
+
+
+def decode_stall(gpu: Gpu, run: _Run, now: float) -> float:
+    """With `prefill_stalls_decode`: the prefill seconds this GPU ran since they
+    were last counted for the call decoding on it, by which its end moves.
+
+    Under chunked prefill every engine step carries a prefill chunk with the
+    running decodes, so while prompts are computed each decode step takes the
+    chunk's time too: a decode lasts its own steps plus the prefill done
+    meanwhile. Prefill is serial per GPU, so what has run by `now` is all that
+    was queued less what is still ahead."""
+    ahead = gpu.prefill_free_at - now
+    done = gpu.prefill_queued_s - (ahead if ahead > 0.0 else 0.0)
+    stall = done - run.prefill_seen
+    if stall <= 1e-9:
+        return 0.0
+    run.prefill_seen = done
+    run.service_s += stall
+    return stall

@@ -27,6 +27,11 @@ class GpuProfile:
     """Time per call outside the engine (HTTP, head, worker front end), added to
     the latency an agent sees: its next call and its TCT. 0 for profiles of an
     engine alone; a profile fitted from a service's runs measures it."""
+    prefill_stalls_decode: bool = False
+    """Chunked prefill as vLLM runs it: a step carries a prefill chunk and the
+    running decodes, so each second of prefill on a GPU lengthens every decode
+    running there by a second. False: prefill and decode each run at full rate
+    side by side (the model all shipped results use; docs/simulator.md)."""
 
     @property
     def kv_blocks(self) -> int:
