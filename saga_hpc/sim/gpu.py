@@ -115,19 +115,23 @@ def check_fits(tasks: list[Task], profile: GpuProfile) -> dict[str, list[int]]:
 
 
 def decode_stall(gpu: Gpu, run: _Run, now: float) -> float:
-    """With `prefill_stalls_decode`: the prefill seconds this GPU ran since they
-    were last counted for the call decoding on it, by which its end moves.
+    """With `prefill_stalls_decode`: how much later than `now` the call decoding
+    on this GPU ends, because prompts were computed there meanwhile (0: now).
 
     Under chunked prefill every engine step carries a prefill chunk with the
     running decodes, so while prompts are computed each decode step takes the
     chunk's time too: a decode lasts its own steps plus the prefill done
-    meanwhile. Prefill is serial per GPU, so what has run by `now` is all that
-    was queued less what is still ahead."""
+    meanwhile. Prefill is serial per GPU: what has run by `now` is all that was
+    queued less what is still ahead. If the call was held up, it also waits for
+    the prefill already queued, which runs first; prefill queued later is
+    counted when the call comes due again."""
+    queued = gpu.prefill_queued_s
     ahead = gpu.prefill_free_at - now
-    done = gpu.prefill_queued_s - (ahead if ahead > 0.0 else 0.0)
-    stall = done - run.prefill_seen
+    if ahead < 0.0:
+        ahead = 0.0
+    stall = queued - ahead - run.prefill_seen
     if stall <= 1e-9:
         return 0.0
-    run.prefill_seen = done
-    run.service_s += stall
-    return stall
+    run.prefill_seen = queued
+    run.service_s += stall + ahead
+    return stall + ahead
