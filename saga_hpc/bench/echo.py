@@ -91,7 +91,7 @@ class EchoWorker:
         # Frames go in and out through a plain (shadow) socket when they can:
         # an awaited send or receive costs a future and a loop round trip per
         # frame, more than the echo's own work.
-        self.plain = zmq.Socket.shadow(sock.underlying)
+        self.plain: zmq.Socket[bytes] = zmq.Socket.shadow(sock.underlying)
         beat = asyncio.create_task(self._beat())
         try:
             leaving = False

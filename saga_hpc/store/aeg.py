@@ -9,6 +9,7 @@ from typing import Any
 from sqlalchemy import Table, bindparam, func, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
+from sqlalchemy.sql.elements import BindParameter
 
 from saga_hpc.errors import NotFound
 from saga_hpc.store.records import (
@@ -171,7 +172,7 @@ def _last_calls(s: Session, workflow_ids: set[str]) -> dict[str, _Last]:
 # select (and the subquery's column collection) per batch cost more than
 # running it, a third of a millisecond per one-call batch. They run on the
 # session's connection: the ORM's execution layer adds nothing for plain rows.
-_IDS = bindparam("ids", expanding=True)
+_IDS: BindParameter[list[str]] = bindparam("ids", expanding=True)
 _KNOWN_CALLS = select(Call.call_id).where(Call.call_id.in_(_IDS))
 _KNOWN_WORKFLOWS = select(Workflow.id).where(Workflow.id.in_(_IDS))
 _OWNERS = select(Workflow.id, Workflow.account).where(Workflow.id.in_(_IDS))
