@@ -261,8 +261,11 @@ def table(doc: dict[str, Any]) -> str:
             f"  saga misses / belady misses   {c['saga_belady_miss_ratio']:.3f}",
         ]
         for w, t in c["paired_tct_test"].items():
+            p = t["wilcoxon_p"]
+            # Run only on more than 10 tasks with some difference (paired_tct_test).
+            test = "(no test: <= 10 tasks or no difference)" if math.isnan(p) else f"p = {p:.3g}"
             lines.append(
-                f"  {w}: paired Wilcoxon over {t['tasks']} tasks p = {t['wilcoxon_p']:.3g}, "
+                f"  {w}: paired Wilcoxon over {t['tasks']} tasks {test}, "
                 f"saga faster on {100 * t['saga_faster_share']:.0f}% of tasks"
             )
     return "\n".join(lines)
