@@ -19,7 +19,7 @@ import signal
 import time
 from collections import Counter
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +32,14 @@ from saga_hpc.client.service import ServiceProcess
 from saga_hpc.store.store import Store
 from saga_hpc.store.tables import Call, LedgerEntry
 from tests.support.ranks import alive, descendants, rank_pids
+from tests.support.retrying_agent import (
+    Tracker,
+    agent,
+    output_tokens,
+    retryable,
+    stream_call,
+    whole_call,
+)
 from tests.support.store import store_with_keys
 
 pytestmark = [pytest.mark.vllm, pytest.mark.mpi, pytest.mark.timeout(900)]
@@ -40,36 +48,7 @@ WORKERS = 3
 WORKER_TIMEOUT_S = 5.0  # the head's defaults (HeadSettings): silence, then dead
 HEARTBEAT_S = 1.0
 AGENTS = 9
-# Output tokens (ignore_eos: exactly these). A worker is killed as it starts a
-# stream: a long one is still running when the kill lands.
-STREAM_TOKENS, WHOLE_TOKENS = 400, 48
-TURNS = 4  # calls per agent task (workflow); an agent runs tasks one after another
-MAX_CALLS = 60  # per agent: the load is bounded even if the kills never happen
-ATTEMPTS = 6  # a client gives up on a call after this many retryable errors
 LAST_CALLS = 6  # in flight when the last worker is killed
-
-
-@dataclass
-class Outcome:
-    call_id: str
-    worker: str
-    stream: bool
-    prompt_tokens: int
-    output_tokens: int
-    attempts: int
-
-
-@dataclass
-class Tracker:
-    """What the clients saw, as they saw it."""
-
-    streaming: dict[str, list[Any]] = field(default_factory=dict)  # key -> [worker, chunks]
-    retried: list[tuple[str, int | None, str]] = field(default_factory=list)
-    done: dict[str, Outcome] = field(default_factory=dict)
-    issued: list[str] = field(default_factory=list)  # every call an agent started
-    stop: asyncio.Event = field(default_factory=asyncio.Event)  # agents end their task
-    # key -> (worker, ended in a retryable error) of each stream attempt
-    streams: dict[str, list[tuple[str, bool]]] = field(default_factory=dict)
 
 
 @dataclass
@@ -93,101 +72,6 @@ def served(
     with ServiceProcess(tiny_model, db, run_dir, workers=WORKERS, ready_timeout_s=600) as svc:
         yield svc, store, keys
     store.close()
-
-
-def _tokens(stream: bool) -> int:
-    return STREAM_TOKENS if stream else WHOLE_TOKENS
-
-
-def _retryable(exc: openai.APIError) -> bool:
-    return exc.code == "retryable"
-
-
-async def _stream(
-    client: openai.AsyncOpenAI, tr: Tracker, key: str, **kw: Any
-) -> tuple[str, str, str, Any]:
-    raw = await client.chat.completions.with_raw_response.create(
-        stream=True, stream_options={"include_usage": True}, **kw
-    )
-    worker = raw.headers["x-saga-worker"]
-    tr.streaming[key] = [worker, 0]
-    parts, usage = [], None
-    try:
-        async for chunk in raw.parse():
-            if chunk.choices and chunk.choices[0].delta.content:
-                parts.append(chunk.choices[0].delta.content)
-                tr.streaming[key][1] += 1
-            usage = chunk.usage or usage
-    except openai.APIError:
-        tr.streams.setdefault(key, []).append((worker, True))
-        raise
-    finally:
-        del tr.streaming[key]
-    tr.streams.setdefault(key, []).append((worker, False))
-    return raw.headers["x-saga-call-id"], worker, "".join(parts), usage
-
-
-async def _whole(client: openai.AsyncOpenAI, **kw: Any) -> tuple[str, str, str, Any]:
-    raw = await client.chat.completions.with_raw_response.create(**kw)
-    resp = raw.parse()
-    text = resp.choices[0].message.content or ""
-    return raw.headers["x-saga-call-id"], raw.headers["x-saga-worker"], text, resp.usage
-
-
-async def _agent(url: str, secret: str, account: str, i: int, tr: Tracker) -> None:
-    """Runs tasks of TURNS calls until told to stop; turns alternate between
-    streamed and whole calls. Each call is retried (same Idempotency-Key) on a
-    retryable error; anything else fails the test."""
-    client = openai.AsyncOpenAI(base_url=url, api_key=secret, max_retries=0, timeout=120)
-    for n in range(MAX_CALLS):
-        t = n % TURNS
-        if t == 0:
-            wf = f"kill-{account}-{i}-{n // TURNS}"
-            messages = [
-                {"role": "system", "content": "agent " * 150},
-                {"role": "user", "content": f"task {wf}"},
-            ]
-        last = t == TURNS - 1 or tr.stop.is_set() or n == MAX_CALLS - 1
-        key, stream = f"{wf}-t{t}", (i + n) % 2 == 0
-        tr.issued.append(key)
-        headers = {"X-Saga-Workflow": wf, "Idempotency-Key": key}
-        headers |= {"X-Saga-Workflow-End": "true"} if last else {"X-Saga-Next-Tool": "bash"}
-        kw: dict[str, Any] = {
-            "model": "tiny",
-            "messages": messages,
-            "max_tokens": STREAM_TOKENS if stream else WHOLE_TOKENS,
-            "temperature": 0,
-            "extra_headers": headers,
-            "extra_body": {"ignore_eos": True},
-        }
-        attempts = 0
-        while True:
-            attempts += 1
-            try:
-                if stream:
-                    call_id, worker, text, usage = await _stream(client, tr, key, **kw)
-                else:
-                    call_id, worker, text, usage = await _whole(client, **kw)
-                break
-            except openai.APIError as exc:
-                if not _retryable(exc):
-                    raise
-                status = exc.status_code if isinstance(exc, openai.APIStatusError) else None
-                tr.retried.append((key, status, exc.message))
-                assert attempts < ATTEMPTS, f"{key}: still failing after {ATTEMPTS} attempts"
-                await asyncio.sleep(1.0)  # the Retry-After the service sends
-        assert usage is not None
-        tr.done[key] = Outcome(
-            call_id, worker, stream, usage.prompt_tokens, usage.completion_tokens, attempts
-        )
-        if tr.stop.is_set():
-            break
-        messages += [
-            {"role": "assistant", "content": text},
-            {"role": "user", "content": "tool output " * 20},
-        ]
-        await asyncio.sleep(0.3)  # the tool
-    await client.close()
 
 
 async def _scrape(base: str) -> str:
@@ -299,7 +183,7 @@ def test_killing_two_worker_ranks_mid_stream_loses_no_call(
     async def scenario() -> tuple[Tracker, list[Kill]]:
         tr = Tracker()
         agents = [
-            asyncio.create_task(_agent(svc.url, keys[a], a, i, tr))
+            asyncio.create_task(agent(svc.url, keys[a], a, i, tr))
             for i, a in ((i, accounts[i % 2]) for i in range(AGENTS))
         ]
         workers = {f"w{r}" for r in range(1, WORKERS + 1)}
@@ -334,7 +218,7 @@ def test_killing_two_worker_ranks_mid_stream_loses_no_call(
     # 0 lost calls: every call of every agent ended in a 200, at most after
     # retrying what the service said to retry.
     assert len(set(tr.issued)) == len(tr.issued) and set(tr.done) == set(tr.issued)
-    assert all(o.output_tokens == _tokens(o.stream) for o in tr.done.values())
+    assert all(o.output_tokens == output_tokens(o.stream) for o in tr.done.values())
     for kill in kills:
         # Streams it cut ended with a retryable error; their retries ran elsewhere.
         cut = [k for k, tries in tr.streams.items() if (kill.worker, True) in tries]
@@ -389,7 +273,7 @@ def test_killing_two_worker_ranks_mid_stream_loses_no_call(
         assert (row.prompt_tokens, row.output_tokens) == (got.prompt_tokens, got.output_tokens)
         assert (entry.prompt_tokens, entry.output_tokens) == (
             got.prompt_tokens,
-            _tokens(got.stream),
+            output_tokens(got.stream),
         )
         assert entry.cached_tokens == row.cached_tokens
         assert row.finished_at >= row.dispatched_at >= row.arrived_at
@@ -422,9 +306,9 @@ def test_killing_the_last_worker_ends_calls_with_retryable_errors(
         async def one(i: int) -> BaseException | None:
             try:
                 if i % 2:
-                    await _stream(client, tr, f"s{i}", **kw)
+                    await stream_call(client, tr, f"s{i}", **kw)
                 else:
-                    await _whole(client, **kw)
+                    await whole_call(client, **kw)
             except openai.APIError as exc:
                 return exc
             return None
@@ -441,7 +325,7 @@ def test_killing_the_last_worker_ends_calls_with_retryable_errors(
         return outcomes, time.monotonic() - t_kill
 
     outcomes, ended_after = asyncio.run(scenario())
-    assert all(isinstance(o, openai.APIError) and _retryable(o) for o in outcomes), outcomes
+    assert all(isinstance(o, openai.APIError) and retryable(o) for o in outcomes), outcomes
     assert all(isinstance(o, openai.APIStatusError) and o.status_code == 503 for o in outcomes)
     assert ended_after <= WORKER_TIMEOUT_S + HEARTBEAT_S + 1
     refused = httpx.post(
