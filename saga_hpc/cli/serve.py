@@ -11,13 +11,13 @@ import socket
 import ssl
 import sys
 from pathlib import Path
-from typing import Any
 
 from saga_hpc import launch
+from saga_hpc.cli._join import Rendezvous, engine_args, write_join_file
 from saga_hpc.config import add_db_argument, db_url
 from saga_hpc.core.cost import CostModel
 from saga_hpc.errors import UsageError
-from saga_hpc.protocol.curve import ChannelKeys, WorkerCredentials, WorkerGate
+from saga_hpc.protocol.curve import ChannelKeys, WorkerGate
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -36,6 +36,11 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "--port", type=int, default=8000, help="HTTP port, 0 = any free port (default 8000)"
     )
     p.add_argument("--endpoint-file", help="write the endpoint JSON here once the workers are up")
+    p.add_argument(
+        "--join-file",
+        help="write here (mode 0600) what `saga-hpc worker` needs to add a worker later: "
+        "the endpoint, the workers' keys, the engine settings",
+    )
     p.add_argument(
         "--workers", type=int, help="without an MPI launcher: start mpirun with this many workers"
     )
@@ -148,14 +153,19 @@ def _preflight(args: argparse.Namespace) -> None:
     except OSError as exc:
         reason = exc.strerror or exc
         raise UsageError(f"cannot listen on {args.host}:{args.port}: {reason}") from exc
-    if args.endpoint_file:
-        where = Path(args.endpoint_file).expanduser().resolve().parent
-        try:
-            where.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise UsageError(f"--endpoint-file: cannot create {where}: {exc.strerror}") from exc
-        if not os.access(where, os.W_OK):
-            raise UsageError(f"--endpoint-file: {where} is not writable")
+    for flag, path in (("--endpoint-file", args.endpoint_file), ("--join-file", args.join_file)):
+        if path:
+            _check_writable_dir(flag, path)
+
+
+def _check_writable_dir(flag: str, path: str) -> None:
+    where = Path(path).expanduser().resolve().parent
+    try:
+        where.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UsageError(f"{flag}: cannot create {where}: {exc.strerror}") from exc
+    if not os.access(where, os.W_OK):
+        raise UsageError(f"{flag}: {where} is not writable")
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -216,8 +226,10 @@ def _head(args: argparse.Namespace, comm: object, size: int, single_host: bool) 
         return endpoint if single_host else endpoint.replace("0.0.0.0", socket.getfqdn())
 
     def announce(endpoint: str) -> None:
-        rendezvous = {"endpoint": endpoint, "credentials": keys.workers.to_dict()}
-        comm.bcast(rendezvous, root=0)  # type: ignore[attr-defined]
+        rendezvous = Rendezvous(endpoint, keys.workers, engine_args(args))
+        if args.join_file:
+            write_join_file(args.join_file, rendezvous)
+        comm.bcast(rendezvous.to_dict(), root=0)  # type: ignore[attr-defined]
 
     try:
         return asyncio.run(HeadRuntime(opts, bind, announce).run())
@@ -237,8 +249,7 @@ def _cost(args: argparse.Namespace) -> CostModel | None:
 
 
 def _worker(args: argparse.Namespace, comm: object, rank: int, hosts: list[str]) -> int:
-    from saga_hpc.core.systems import SYSTEMS
-    from saga_hpc.worker.engine import EngineSettings, device_for_worker
+    from saga_hpc.worker.engine import device_for_worker
     from saga_hpc.worker.runner import run_worker
 
     # Several worker ranks on one GPU node see all its GPUs: each takes its own.
@@ -247,18 +258,8 @@ def _worker(args: argparse.Namespace, comm: object, rank: int, hosts: list[str])
     if device is not None:
         os.environ["CUDA_VISIBLE_DEVICES"] = device
 
-    rendezvous: dict[str, Any] = comm.bcast(None, root=0)  # type: ignore[attr-defined]
-    credentials = WorkerCredentials.from_dict(rendezvous["credentials"])
-    settings = EngineSettings(
-        model=str(Path(args.model).resolve()),
-        served_name=args.served_name,
-        kv_cache_bytes=None if args.kv_cache_mb is None else int(args.kv_cache_mb * 1e6),
-        max_model_len=args.max_model_len,
-        max_num_seqs=args.max_num_seqs,
-        # Every rank parses the same command line: workers know the system too.
-        retention_hints=SYSTEMS[args.system].retention != "lru",
-        hold_budget=args.hold_budget,
-    )
+    # Every rank parses the same command line, but the head's word is what counts.
+    rendezvous = Rendezvous.from_dict(comm.bcast(None, root=0))  # type: ignore[attr-defined]
     os.environ.setdefault("SAGA_WORKER_RANK", str(rank))
-    run_worker(rendezvous["endpoint"], rank, settings, credentials)
+    run_worker(rendezvous.endpoint, rank, rendezvous.settings(), rendezvous.credentials)
     return 0

@@ -47,13 +47,18 @@ log = logging.getLogger("saga_hpc.worker")
 
 class WorkerRunner:
     def __init__(
-        self, endpoint: str, rank: int, settings: EngineSettings, credentials: WorkerCredentials
+        self,
+        endpoint: str,
+        rank: int,
+        settings: EngineSettings,
+        credentials: WorkerCredentials,
+        worker_id: str | None = None,
     ) -> None:
         self.endpoint = endpoint
         self.credentials = credentials
         self.rank = rank
         self.settings = settings
-        self.worker_id = f"w{rank}"
+        self.worker_id = worker_id or f"w{rank}"  # ranks: w1..wN; joined workers: own name
         self.tasks: dict[str, asyncio.Task[None]] = {}
         self.heartbeat_s = 1.0
         self.stopping = asyncio.Event()
@@ -287,6 +292,10 @@ def engine_timings(stats: Any) -> dict[str, Any]:
 
 
 def run_worker(
-    endpoint: str, rank: int, settings: EngineSettings, credentials: WorkerCredentials
+    endpoint: str,
+    rank: int,
+    settings: EngineSettings,
+    credentials: WorkerCredentials,
+    worker_id: str | None = None,
 ) -> None:
-    asyncio.run(WorkerRunner(endpoint, rank, settings, credentials).run())
+    asyncio.run(WorkerRunner(endpoint, rank, settings, credentials, worker_id).run())

@@ -95,6 +95,8 @@ def test_store_commands(
         (["demo", "--workflows", "0"], "--workflows"),
         (["demo", "--workers", "99"], "--workers"),
         (["demo", "--home", NOWHERE], NOWHERE),
+        (["worker", "--join-file", f"{NOWHERE}/join.json"], "No such file"),
+        (["worker", "--join-file", "/etc/hostname"], "not a saga-hpc join file"),
     ],
 )
 def test_offline_commands(capsys: pytest.CaptureFixture[str], argv: list[str], needle: str) -> None:
@@ -129,6 +131,10 @@ def serve_cases(model: str, taken: int, db: str) -> list[tuple[list[str], str]]:
         (["--model", model, "--workers", "0"], "--workers"),
         (["--model", model, "--hold-budget", "2"], "--hold-budget"),
         (["--model", model, "--tls-cert", conf], "go together"),
+        (
+            ["--model", model, "--workers", "1", "--db", db, "--join-file", f"{NOWHERE}/j"],
+            "--join-file",
+        ),
         (["--model", model, "--tls-cert", NOWHERE, "--tls-key", NOWHERE], "--tls-cert"),
         (["--model", model, "--tls-cert", conf, "--tls-key", conf], "not a matching PEM pair"),
         (["--model", model, "--workers", "1", "--db", "notaurl"], "notaurl"),

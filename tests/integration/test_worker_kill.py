@@ -16,6 +16,9 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import stat
+import subprocess
+import sys
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -69,7 +72,10 @@ def served(
     run_dir = tmp_path_factory.mktemp("kill")
     db = f"sqlite:///{run_dir / 'saga.db'}"
     store, keys = store_with_keys(db, {"physics": "alice", "biology": "bob"})
-    with ServiceProcess(tiny_model, db, run_dir, workers=WORKERS, ready_timeout_s=600) as svc:
+    extra = ["--join-file", str(run_dir / "join.json")]
+    with ServiceProcess(
+        tiny_model, db, run_dir, workers=WORKERS, extra=extra, ready_timeout_s=600
+    ) as svc:
         yield svc, store, keys
     store.close()
 
@@ -339,7 +345,51 @@ def test_killing_the_last_worker_ends_calls_with_retryable_errors(
     assert svc.proc is not None and svc.proc.poll() is None and alive(ranks[0])
     assert store.count_calls() == count  # nothing finished, nothing billed
 
-    t_stop = time.monotonic()
-    left = svc.stop()
-    assert left == [], f"processes left behind: {left}"
-    assert time.monotonic() - t_stop < 60
+
+def test_a_worker_started_later_joins_and_the_service_serves_again(
+    served: tuple[ServiceProcess, Store, dict[str, str]],
+) -> None:
+    """After the last rank died: `saga-hpc worker --join-file` (as an admin would
+    start it, e.g. as a Slurm job of its own) brings an engine back; calls run
+    and are billed again; it leaves when the service stops, which still stops
+    cleanly."""
+    svc, store, keys = served
+    assert httpx.get(svc.base + "/health", timeout=5).status_code == 503, "runs after the above"
+    join = svc.run_dir / "join.json"
+    assert stat.S_IMODE(join.stat().st_mode) == 0o600  # it holds the workers' secret key
+    count = store.count_calls()
+    log = open(svc.run_dir / "joined-worker.log", "wb")  # noqa: SIM115 - the child owns it
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "saga_hpc.cli.main", "worker", "--join-file", str(join)],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        deadline = time.monotonic() + 300  # a vLLM-CPU engine starts in ~25 s
+        while httpx.get(svc.base + "/health", timeout=5).json()["workers_alive"] < 1:
+            assert worker.poll() is None, (svc.run_dir / "joined-worker.log").read_text()[-2000:]
+            assert time.monotonic() < deadline, "the joined worker never registered"
+            time.sleep(0.5)
+        answer = httpx.post(
+            svc.url + "/chat/completions",
+            json={
+                "model": "tiny",
+                "messages": [{"role": "user", "content": "back again"}],
+                "max_tokens": 8,
+            },
+            headers={"Authorization": f"Bearer {keys['physics']}"},
+            timeout=60,
+        )
+        assert answer.status_code == 200, answer.text
+        assert answer.headers["x-saga-worker"].endswith(f"-{worker.pid}")
+        assert store.count_calls() == count + 1
+
+        t_stop = time.monotonic()
+        left = svc.stop()
+        assert left == [], f"processes left behind: {left}"
+        assert time.monotonic() - t_stop < 60
+        assert worker.wait(timeout=60) == 0  # told to leave by the head
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+        log.close()
