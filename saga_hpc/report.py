@@ -11,8 +11,10 @@ within the SLO (`slo_tct_s`).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from saga_hpc.store.store import Store
+if TYPE_CHECKING:  # only for the annotation: the CLI imports this module at every start
+    from saga_hpc.store.store import Store
 
 COLUMNS = (
     "account",

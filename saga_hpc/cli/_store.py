@@ -3,15 +3,22 @@
 from __future__ import annotations
 
 import argparse
-
-from sqlalchemy.exc import OperationalError
+from typing import TYPE_CHECKING
 
 from saga_hpc.config import db_url
 from saga_hpc.errors import UsageError
-from saga_hpc.store.store import Store
+
+if TYPE_CHECKING:
+    from saga_hpc.store.store import Store
 
 
 def open_store(args: argparse.Namespace) -> Store:
+    # Imported here: SQLAlchemy costs ~0.2 s, which commands without a store
+    # (sim, bench) should not pay at every start.
+    from sqlalchemy.exc import OperationalError
+
+    from saga_hpc.store.store import Store
+
     url = db_url(args)
     store = Store.open(url)
     try:

@@ -15,12 +15,14 @@ import random
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from saga_hpc.client.agent import AgentTask, CallResult, TaskResult, Turn, run_task
-from saga_hpc.client.service import ServiceError, ServiceProcess
 from saga_hpc.config import saga_home
 from saga_hpc.errors import UsageError
 from saga_hpc.model.tiny import WORDS
+
+if TYPE_CHECKING:  # the client pulls in openai (~0.4 s): imported where it runs
+    from saga_hpc.client.agent import AgentTask, CallResult, TaskResult
 
 ACCOUNTS = (("physics", "alice"), ("biology", "bob"))
 TOOLS = ("bash", "edit", "pytest", "grep")
@@ -48,6 +50,8 @@ def make_tasks(n: int, mean_turns: int, seed: int) -> list[AgentTask]:
     """Seeded agent tasks: each account has its own long system prompt (a shared
     prefix), each task a few turns separated by tool calls whose outputs grow
     the conversation, as a coding agent's do."""
+    from saga_hpc.client.agent import AgentTask, Turn
+
     rng = random.Random(seed)
 
     def words(k: int) -> str:
@@ -95,6 +99,7 @@ def _demo(args: argparse.Namespace) -> int:
     run_dir.mkdir(parents=True, exist_ok=True)
     db = f"sqlite:///{run_dir / 'saga.db'}"
     _step(f"run directory {run_dir}")
+    from saga_hpc.client.service import ServiceError, ServiceProcess
     from saga_hpc.model.tiny import generate
 
     _step("tiny model: " + ("present" if (model / "config.json").is_file() else "generating"))
@@ -171,6 +176,8 @@ async def _replay(
     url: str, keys: dict[str, str], tasks: list[AgentTask], total: int
 ) -> list[TaskResult]:
     from openai import AsyncOpenAI
+
+    from saga_hpc.client.agent import TaskResult, run_task
 
     clients = {
         acct: AsyncOpenAI(base_url=url, api_key=key, max_retries=2, timeout=300)

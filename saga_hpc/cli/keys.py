@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import argparse
 import time
+from typing import TYPE_CHECKING
 
 from saga_hpc.cli._store import open_store
 from saga_hpc.config import add_db_argument
 from saga_hpc.errors import Forbidden, NotFound, UsageError
-from saga_hpc.store.store import Store
+
+if TYPE_CHECKING:  # SQLAlchemy loads with the store, when a command opens one
+    from saga_hpc.store.store import Store
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

@@ -13,11 +13,9 @@ import sys
 from pathlib import Path
 
 from saga_hpc import launch
-from saga_hpc.cli._join import Rendezvous, engine_args, write_join_file
 from saga_hpc.config import add_db_argument, db_url
 from saga_hpc.core.cost import CostModel
 from saga_hpc.errors import UsageError
-from saga_hpc.protocol.curve import ChannelKeys, WorkerGate
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -215,6 +213,9 @@ def _head(args: argparse.Namespace, comm: object, size: int, single_host: bool) 
         tls_cert=args.tls_cert,
         tls_key=args.tls_key,
     )
+    from saga_hpc.cli._join import Rendezvous, engine_args, write_join_file
+    from saga_hpc.protocol.curve import ChannelKeys, WorkerGate
+
     # Workers on other nodes need a routable address; on one node loopback is enough.
     zmq_bind = "tcp://127.0.0.1:*" if single_host else "tcp://*:*"
     # Either way other users' processes can reach the port: only holders of
@@ -249,6 +250,7 @@ def _cost(args: argparse.Namespace) -> CostModel | None:
 
 
 def _worker(args: argparse.Namespace, comm: object, rank: int, hosts: list[str]) -> int:
+    from saga_hpc.cli._join import Rendezvous
     from saga_hpc.worker.engine import device_for_worker
     from saga_hpc.worker.runner import run_worker
 

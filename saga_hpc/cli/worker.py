@@ -20,7 +20,6 @@ import signal
 import socket
 from pathlib import Path
 
-from saga_hpc.cli._join import read_join_file
 from saga_hpc.errors import UsageError
 
 
@@ -38,6 +37,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 
 def _worker(args: argparse.Namespace) -> int:
+    from saga_hpc.cli._join import read_join_file
+
     rendezvous = read_join_file(args.join_file)
     if args.model is not None:
         rendezvous.engine["model"] = args.model
