@@ -16,7 +16,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import json
 import os
+import sys
 import time
 from array import array
 
@@ -37,6 +39,7 @@ from saga_hpc.protocol import (
     decode,
     encode,
 )
+from saga_hpc.protocol.curve import WorkerCredentials, secure_dealer
 
 
 class EchoWorker:
@@ -51,8 +54,10 @@ class EchoWorker:
         stream_every: int = 1,
         kv_tokens: int = 65536,
         seen_blocks: set[tuple[str, int]] | None = None,
+        credentials: WorkerCredentials | None = None,  # the head's gate: CURVE keys
     ) -> None:
         self.endpoint = endpoint
+        self.credentials = credentials
         self.worker_id = worker_id
         self.slots = slots
         self.delay_s = delay_s
@@ -71,6 +76,8 @@ class EchoWorker:
         sock = ctx.socket(zmq.DEALER)
         sock.setsockopt(zmq.LINGER, 0)
         sock.setsockopt_string(zmq.IDENTITY, self.worker_id)
+        if self.credentials is not None:
+            secure_dealer(sock, self.credentials)
         sock.connect(self.endpoint)
         self.sock = sock
         await sock.send(
@@ -212,6 +219,12 @@ class EchoWorker:
 
 
 async def _serve_until_orphaned(args: argparse.Namespace) -> None:
+    # The keys come on stdin, not the command line, which other users can read.
+    credentials = (
+        WorkerCredentials.from_dict(json.loads(sys.stdin.readline()))
+        if args.credentials_stdin
+        else None
+    )
     stop = asyncio.Event()
     workers = [
         EchoWorker(
@@ -221,6 +234,7 @@ async def _serve_until_orphaned(args: argparse.Namespace) -> None:
             delay_s=args.delay,
             stream_every=args.stream_every,
             kv_tokens=args.kv_tokens,
+            credentials=credentials,
         )
         for i in range(args.workers)
     ]
@@ -240,6 +254,11 @@ def main() -> None:
     p.add_argument("--delay", type=float, default=0.0, help="seconds per output token")
     p.add_argument("--stream-every", type=int, default=1, help="tokens per Tokens frame")
     p.add_argument("--kv-tokens", type=int, default=65536, help="KV capacity per worker")
+    p.add_argument(
+        "--credentials-stdin",
+        action="store_true",
+        help="read the head's worker keys (JSON, one line) from stdin",
+    )
     args = p.parse_args()
     uvloop.run(_serve_until_orphaned(args))
 

@@ -10,12 +10,14 @@ not share the head's event loop; they exit when the head does.
 from __future__ import annotations
 
 import argparse
+import json
 import subprocess
 import sys
 
 import uvloop
 
 from saga_hpc.head.server import HeadRuntime, ServeOptions
+from saga_hpc.protocol.curve import ChannelKeys, WorkerGate
 
 
 def main() -> None:
@@ -45,16 +47,23 @@ def main() -> None:
     )
     children: list[subprocess.Popen[bytes]] = []
 
+    # Through the same CURVE gate as `serve`: the channel's cost is measured too.
+    keys = ChannelKeys.generate()
+
     def bind(head: object) -> str:
-        endpoint: str = head.bind("tcp://127.0.0.1:*")  # type: ignore[attr-defined]
+        endpoint: str = head.bind("tcp://127.0.0.1:*", WorkerGate(keys))  # type: ignore[attr-defined]
         return endpoint
 
     def announce(endpoint: str) -> None:
         cmd = [sys.executable, "-m", "saga_hpc.bench.echo", endpoint]
         cmd += ["--workers", str(args.workers), "--slots", str(args.slots)]
         cmd += ["--delay", str(args.delay), "--stream-every", str(args.stream_every)]
-        cmd += ["--kv-tokens", str(args.kv_tokens)]
-        children.append(subprocess.Popen(cmd))
+        cmd += ["--kv-tokens", str(args.kv_tokens), "--credentials-stdin"]
+        child = subprocess.Popen(cmd, stdin=subprocess.PIPE)
+        assert child.stdin is not None
+        child.stdin.write(json.dumps(keys.workers.to_dict()).encode() + b"\n")
+        child.stdin.close()
+        children.append(child)
 
     try:
         code = uvloop.run(HeadRuntime(opts, bind, announce).run())

@@ -11,9 +11,10 @@ own ranks). The head's ZAP handler admits a connection only when it proves it
 holds the workers' secret key; anything else never gets a frame through, and
 frames on the wire are encrypted (CurveZMQ: Curve25519, XSalsa20-Poly1305).
 
-Nothing secret is written to disk: the endpoint file and the logs hold the
-address only. A job's keys die with it; its successor (walltime handover)
-makes its own.
+Nothing secret is logged or written to disk, but for the join file an admin
+may ask for (`serve --join-file`, mode 0600: what `saga-hpc worker` needs to
+add a worker later). A job's keys die with it; its successor (walltime
+handover) makes its own.
 """
 
 from __future__ import annotations

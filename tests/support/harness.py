@@ -11,6 +11,7 @@ from typing import Any
 
 from saga_hpc.bench.echo import EchoWorker
 from saga_hpc.head.server import HeadRuntime, ServeOptions
+from saga_hpc.protocol.curve import ChannelKeys, WorkerGate
 
 
 class HeadHarness:
@@ -44,6 +45,7 @@ class HeadHarness:
             tls_key=tls[1] if tls else None,
         )
         self.n_workers = workers
+        self.keys = ChannelKeys.generate()
         self.worker_kwargs = worker_kwargs
         self.workers: list[EchoWorker] = []
         self._stop_workers: asyncio.Event | None = None
@@ -52,13 +54,16 @@ class HeadHarness:
         self.error: BaseException | None = None
 
     def _bind(self, head: Any) -> str:
-        endpoint: str = head.bind("tcp://127.0.0.1:*")
+        # The gate `serve` uses: every API test runs over the CURVE channel.
+        endpoint: str = head.bind("tcp://127.0.0.1:*", WorkerGate(self.keys))
         return endpoint
 
     def _announce(self, endpoint: str) -> None:
         self._stop_workers = asyncio.Event()
         for i in range(self.n_workers):
-            w = EchoWorker(endpoint, f"w{i + 1}", **self.worker_kwargs)
+            w = EchoWorker(
+                endpoint, f"w{i + 1}", credentials=self.keys.workers, **self.worker_kwargs
+            )
             self.workers.append(w)
             asyncio.get_running_loop().create_task(w.run(self._stop_workers))
 
