@@ -39,7 +39,7 @@ from saga_hpc.protocol import (
     decode,
     encode,
 )
-from saga_hpc.protocol.curve import WorkerCredentials, secure_dealer
+from saga_hpc.protocol.curve import WorkerCredentials, worker_socket
 
 
 class EchoWorker:
@@ -73,11 +73,7 @@ class EchoWorker:
 
     async def run(self, stop: asyncio.Event) -> None:
         ctx = zmq.asyncio.Context()
-        sock = ctx.socket(zmq.DEALER)
-        sock.setsockopt(zmq.LINGER, 0)
-        sock.setsockopt_string(zmq.IDENTITY, self.worker_id)
-        if self.credentials is not None:
-            secure_dealer(sock, self.credentials)
+        sock = worker_socket(ctx, self.worker_id, self.credentials)
         sock.connect(self.endpoint)
         self.sock = sock
         await sock.send(

@@ -71,6 +71,23 @@ def secure_dealer(sock: zmq.Socket[Any], credentials: WorkerCredentials) -> None
     sock.curve_secretkey = credentials.secret.encode()
 
 
+def worker_socket(
+    ctx: zmq.Context[Any],
+    identity: str,
+    credentials: WorkerCredentials | None,
+    linger_ms: int = 0,
+) -> Any:
+    """A worker's DEALER to its head (connect it next): named `identity`, and a
+    CURVE client when it has credentials (the head has a gate). An asyncio
+    context gives an asyncio socket."""
+    sock = ctx.socket(zmq.DEALER)
+    sock.setsockopt(zmq.LINGER, linger_ms)
+    sock.setsockopt_string(zmq.IDENTITY, identity)
+    if credentials is not None:
+        secure_dealer(sock, credentials)
+    return sock
+
+
 class _AllowWorkers:
     """ZAP check: the connecting client proved it holds the workers' secret key."""
 

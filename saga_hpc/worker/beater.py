@@ -25,7 +25,7 @@ from collections.abc import Callable
 import zmq
 
 from saga_hpc.protocol import Heartbeat, encode
-from saga_hpc.protocol.curve import WorkerCredentials, secure_dealer
+from saga_hpc.protocol.curve import WorkerCredentials, worker_socket
 
 log = logging.getLogger("saga_hpc.worker")
 
@@ -77,11 +77,7 @@ class HeartbeatThread:
 
     def _run(self) -> None:
         ctx = zmq.Context()
-        sock = ctx.socket(zmq.DEALER)
-        sock.setsockopt(zmq.LINGER, 0)
-        sock.setsockopt_string(zmq.IDENTITY, self.identity)
-        if self.credentials is not None:
-            secure_dealer(sock, self.credentials)
+        sock = worker_socket(ctx, self.identity, self.credentials)
         sock.connect(self.endpoint)
         withheld = False
         try:

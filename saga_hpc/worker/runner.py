@@ -35,7 +35,7 @@ from saga_hpc.protocol import (
     decode,
     encode,
 )
-from saga_hpc.protocol.curve import WorkerCredentials, secure_dealer
+from saga_hpc.protocol.curve import WorkerCredentials, worker_socket
 from saga_hpc.protocol.messages import Message
 from saga_hpc.worker.beater import HeartbeatThread
 from saga_hpc.worker.engine import EngineSettings, build_engine
@@ -66,10 +66,7 @@ class WorkerRunner:
         self.engine: Any = None
         self.channel: WorkerChannel | None = None
         self.ctx = zmq.asyncio.Context()
-        self.sock = self.ctx.socket(zmq.DEALER)
-        self.sock.setsockopt(zmq.LINGER, 2000)
-        self.sock.setsockopt_string(zmq.IDENTITY, self.worker_id)
-        secure_dealer(self.sock, credentials)
+        self.sock = worker_socket(self.ctx, self.worker_id, credentials, linger_ms=2000)
 
     async def send(self, msg: Message) -> None:
         await self.sock.send(encode(msg))

@@ -14,7 +14,7 @@ import zmq
 from saga_hpc.core.systems import make_scheduler
 from saga_hpc.head.service import HeadService, HeadSettings
 from saga_hpc.protocol import Register, encode
-from saga_hpc.protocol.curve import ChannelKeys, WorkerCredentials, WorkerGate, secure_dealer
+from saga_hpc.protocol.curve import ChannelKeys, WorkerCredentials, WorkerGate, worker_socket
 from saga_hpc.store.store import Store
 
 
@@ -25,11 +25,7 @@ def register(worker_id: str) -> bytes:
 def dealer(
     ctx: zmq.Context[Any], endpoint: str, worker_id: str, creds: WorkerCredentials | None
 ) -> zmq.Socket[Any]:
-    sock: zmq.Socket[Any] = ctx.socket(zmq.DEALER)
-    sock.setsockopt(zmq.LINGER, 0)
-    sock.setsockopt_string(zmq.IDENTITY, worker_id)
-    if creds is not None:
-        secure_dealer(sock, creds)
+    sock: zmq.Socket[Any] = worker_socket(ctx, worker_id, creds)
     sock.connect(endpoint)
     return sock
 
