@@ -188,6 +188,10 @@ class HeadRuntime:
             lifespan="off",
             timeout_graceful_shutdown=int(opts.drain_s),
             h11_max_incomplete_event_size=64 * 1024,
+            # Longer than clients keep idle connections (httpx, under the OpenAI
+            # SDK: 5 s): at uvicorn's 5 s the head closed connections a client
+            # was just reusing, and its call failed before it was sent.
+            timeout_keep_alive=75,
             # Clients reach the head directly; X-Forwarded-* rewriting only costs CPU.
             proxy_headers=False,
             ssl_certfile=opts.tls_cert,
