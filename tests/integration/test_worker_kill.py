@@ -80,11 +80,6 @@ def served(
     store.close()
 
 
-async def _scrape(base: str) -> str:
-    async with httpx.AsyncClient(timeout=5) as http:
-        return (await http.get(base + "/metrics")).text
-
-
 def _calls_on(metrics: str) -> dict[str, int]:
     return _per_worker(metrics, "saga_worker_calls")
 
@@ -113,18 +108,20 @@ def _wait_alive_below(base: str, n: int, timeout_s: float) -> float:
 
 def _kill_when_a_stream_starts(
     base: str, pids: dict[int, int], workers: set[str], timeout_s: float
-) -> tuple[str, float, str, float]:
+) -> tuple[str, float, str, float, str]:
     """SIGKILL the rank of the first worker the head sees start streaming a call
     to its client (`saga_worker_streams` up since the scrape before, ~20 ms ago:
     most of that call is still to come; what the clients have received lags the
     worker too much to time this). Worker `w<r>` is MPI rank r; `pids` are the
     ranks' processes from the process table. Runs in a thread of its own, so
     the agents' event loop does not delay the kill. Returns the victim, the
-    wall-clock time of the kill, the /metrics text from just before it and how
-    long after the kill /health first counted one live worker less."""
+    wall-clock time of the kill, the /metrics text from just before it, how
+    long after the kill /health first counted one live worker less, and the
+    /metrics text then. (All from this thread: the agents' loop, busy with 9
+    streams, stalls for seconds on two shared cores.)"""
     deadline = time.monotonic() + timeout_s
     before: dict[str, int] | None = None
-    with httpx.Client(timeout=5) as http:
+    with httpx.Client(timeout=30) as http:
         while time.monotonic() < deadline:
             text = http.get(base + "/metrics").text
             streams = _per_worker(text, "saga_worker_streams")
@@ -135,7 +132,8 @@ def _kill_when_a_stream_starts(
                 # Timed here, in the same thread: the agents' loop, busy with 9
                 # streams, can take seconds to notice the kill (a poll started
                 # from it once reported a death 4 s after the head's log had it).
-                return started[0], at, text, _wait_alive_below(base, len(workers), 30) - at
+                detected = _wait_alive_below(base, len(workers), 30) - at
+                return started[0], at, text, detected, http.get(base + "/metrics").text
             before = streams
             time.sleep(0.02)
     raise AssertionError("no worker started streaming a call")
@@ -160,8 +158,7 @@ async def _kill_busy_worker(
                 kill.cancel()
                 raise AssertionError("an agent failed") from a.exception()
         await asyncio.sleep(0.05)
-    victim, at, metrics, detected = kill.result()
-    after = await _scrape(svc.base)
+    victim, at, metrics, detected, after = kill.result()
     requeued, interrupted = (
         _metric(after, name) - _metric(metrics, name)
         for name in ("saga_requeued_calls_total", "saga_interrupted_calls_total")
