@@ -256,11 +256,13 @@ def test_killing_two_worker_ranks_mid_stream_loses_no_call(
         # interval before the kill: beats from the worker's own thread are on
         # time however busy its event loop (they were once seconds late).
         assert after >= WORKER_TIMEOUT_S - HEARTBEAT_S - 0.25, kill
-    # Each kill is timed by the head's view, which lags a worker this fast (the
-    # tiny model makes ~700 tokens/s) by up to ~0.5 s: a kill may find the
-    # stream it was timed on done. Together the two cut a stream (every run so
-    # far: 1-3).
-    assert sum(k.interrupted for k in kills) >= 1, kills
+    # Whether a kill finds a stream under way is timing: each is timed by the
+    # head's view, which lags a worker this fast (~700 tokens/s) by up to ~0.5 s,
+    # and in 2 of ~14 runs neither kill cut one. When one is cut it ends in a
+    # retryable error and its retry runs elsewhere (checked above); the cut path
+    # itself is pinned down deterministically by
+    # tests/api/test_worker_loss.py::test_last_worker_lost_answers_retryable_errors_not_hangs.
+    print(f"streams cut: {sum(k.interrupted for k in kills):.0f}")
     # Calls that had streamed nothing to their clients (whole calls, streams in
     # prefill, calls dispatched to a worker already dead) ran again elsewhere,
     # unseen by their clients.
