@@ -15,6 +15,7 @@ from saga_hpc.core.systems import make_scheduler
 from saga_hpc.head.service import HeadService, HeadSettings
 from saga_hpc.protocol import Heartbeat, Register, encode
 from saga_hpc.store.store import Store
+from tests.support.store import migrated_store
 
 TIMEOUT_S = 1.0
 
@@ -61,8 +62,7 @@ async def scenario(store: Store) -> tuple[bool, bool]:
 
 
 def test_heartbeats_queued_while_the_head_was_late_count(tmp_path: Path) -> None:
-    store = Store.open(f"sqlite:///{tmp_path / 'saga.db'}")
-    store.upgrade()
+    store = migrated_store(f"sqlite:///{tmp_path / 'saga.db'}")
     alive_after_stall, alive_after_silence = asyncio.run(scenario(store))
     assert alive_after_stall
     assert not alive_after_silence

@@ -16,6 +16,7 @@ from saga_hpc.head.service import HeadService, HeadSettings
 from saga_hpc.protocol import Heartbeat, Register, Submit, decode, encode
 from saga_hpc.store.records import Principal
 from saga_hpc.store.store import Store
+from tests.support.store import migrated_store
 
 
 def beat(blocked: bool) -> Heartbeat:
@@ -59,8 +60,7 @@ async def scenario(store: Store) -> tuple[list[str], list[str]]:
 
 
 def test_calls_wait_at_the_head_while_the_worker_reports_memory_blocked(tmp_path: Path) -> None:
-    store = Store.open(f"sqlite:///{tmp_path / 'saga.db'}")
-    store.upgrade()
+    store = migrated_store(f"sqlite:///{tmp_path / 'saga.db'}")
     while_blocked, after = asyncio.run(scenario(store))
     assert while_blocked == []
     assert after == ["c1"]

@@ -16,6 +16,7 @@ from saga_hpc.head.service import HeadService, HeadSettings
 from saga_hpc.protocol import Register, encode
 from saga_hpc.protocol.curve import ChannelKeys, WorkerCredentials, WorkerGate, worker_socket
 from saga_hpc.store.store import Store
+from tests.support.store import migrated_store
 
 
 def register(worker_id: str) -> bytes:
@@ -72,8 +73,7 @@ async def scenario(store: Store) -> tuple[set[str], set[str]]:
 
 
 def test_only_the_services_own_workers_can_register(tmp_path: Path) -> None:
-    store = Store.open(f"sqlite:///{tmp_path / 'saga.db'}")
-    store.upgrade()
+    store = migrated_store(f"sqlite:///{tmp_path / 'saga.db'}")
     alive, open_alive = asyncio.run(scenario(store))
     assert alive == {"w1"}
     assert open_alive == {"plain"}  # the check is the gate, not the test's sockets
