@@ -20,10 +20,11 @@ import zmq
 import zmq.asyncio
 
 from saga_hpc.core.scheduler import Scheduler
-from saga_hpc.core.types import CallOutcome, Decision, Dispatch, Release, Retain, WorkerStats
+from saga_hpc.core.types import CallOutcome, Decision, Dispatch, Release, Retain
 from saga_hpc.head.calls import CallContext
 from saga_hpc.head.handover import Handover
 from saga_hpc.head.ledger import LedgerWriter
+from saga_hpc.head.liveness import Liveness
 from saga_hpc.head.metrics import HeadMetrics
 from saga_hpc.head.workers import WorkerRegistry
 from saga_hpc.protocol import (
@@ -46,8 +47,6 @@ from saga_hpc.protocol.messages import Message
 from saga_hpc.store.store import CallRecord, Store
 
 log = logging.getLogger("saga_hpc.head")
-
-NO_WORKER = "no worker is alive to run it (all died or left)"
 
 
 @dataclass(frozen=True)
@@ -86,6 +85,9 @@ class HeadService:
         self.handover = Handover()
         self.ledger = LedgerWriter(store)
         self._gate: WorkerGate | None = None
+        self.liveness = Liveness(
+            self.registry, scheduler, self.calls, self.metrics, self._apply, settings.max_attempts
+        )
 
     # ------------------------------------------------------------ lifecycle
 
@@ -274,25 +276,11 @@ class HeadService:
         now = time.time()
         match msg:
             case Register():
-                self.registry.register(msg, identity, now)
                 self._post(identity, Welcome(msg.worker_id, self.settings.heartbeat_s))
-                cap = msg.kv_capacity_tokens
-                self._apply(
-                    self.scheduler.add_worker(
-                        msg.worker_id, slots=msg.slots, kv_capacity_tokens=cap, now=now
-                    )
-                )
-                self.metrics.worker_started(msg)
-                log.info(
-                    "worker %s on %s registered (engine start %.1f s)",
-                    msg.worker_id,
-                    msg.host,
-                    msg.engine_start_s,
-                )
+                self.liveness.joined(msg, identity, now)
                 self.workers_ready.set()
             case Heartbeat():
-                self.registry.seen(msg.worker_id, now, msg)
-                self._apply(self.scheduler.observe(_stats(msg), now))
+                self.liveness.beat(msg, now)
             case Tokens():
                 ctx = self.calls.get(msg.call_id)
                 if ctx is not None:
@@ -306,11 +294,7 @@ class HeadService:
             case Failed():
                 self._on_failed(msg, now)
             case Bye():
-                self._apply(self.scheduler.remove_worker(msg.worker_id, now))
-                gone = self.registry.remove(msg.worker_id)
-                if gone is not None and gone.alive:
-                    self.metrics.worker_left(msg.worker_id)
-                self._fail_if_no_worker(now)
+                self.liveness.left(msg.worker_id, now)
                 self._byes.put_nowait(msg.worker_id)
             case _:
                 log.error("unexpected %s from a worker", type(msg).__name__)
@@ -336,45 +320,8 @@ class HeadService:
         dead (and stay out) for the head's own delay."""
         self._take_queued(100_000)
         now = time.time()
-        for dead in self.registry.expire(now):
-            log.warning(
-                "worker %s silent for %.1f s: marked dead", dead.worker_id, now - dead.last_seen
-            )
-            self.metrics.worker_died(dead.worker_id)
-            self._requeue_from(dead.worker_id, now)
+        self.liveness.expire(now)
         self._apply(self.scheduler.tick(now))
-
-    def _requeue_from(self, worker_id: str, now: float) -> None:
-        """A worker died: calls that streamed nothing yet run elsewhere; others fail retryably."""
-        lost = [c for c in self.calls.values() if c.worker_id == worker_id]
-        for ctx in lost:
-            if (ctx.stream and ctx.streamed_tokens) or ctx.attempts >= self.settings.max_attempts:
-                # Tokens already reached a streaming client: replaying elsewhere
-                # would duplicate them, so the client retries the whole call.
-                self._interrupt(ctx, f"worker {worker_id} died mid-call", now)
-            else:
-                ctx.worker_id = None
-                ctx.queued_at = now
-                ctx.streamed_tokens = 0
-                self.metrics.requeued.inc()
-        self._apply(self.scheduler.remove_worker(worker_id, now))
-        self._fail_if_no_worker(now)
-
-    def _fail_if_no_worker(self, now: float) -> None:
-        """The last worker is gone: the calls still waiting would wait for one that
-        may never come (MPI cannot add ranks to a running job), so the clients
-        retry instead (the API refuses new calls meanwhile)."""
-        if self.registry.alive():
-            return
-        for ctx in list(self.calls.values()):
-            self._interrupt(ctx, NO_WORKER, now)
-
-    def _interrupt(self, ctx: CallContext, reason: str, now: float) -> None:
-        """End a call its worker's death cut short with a retryable error."""
-        del self.calls[ctx.call_id]
-        self._apply(self.scheduler.fail(ctx.call_id, now))
-        self.metrics.interrupted.inc()
-        ctx.events.put_nowait(Failed(ctx.call_id, reason, True))
 
     async def _send(self, identity: bytes, msg: Message) -> None:
         try:
@@ -431,17 +378,3 @@ def _log_send_failure(sent: asyncio.Future[Any]) -> None:
     # A worker gone (ROUTER_MANDATORY): the heartbeat monitor handles it.
     if not sent.cancelled() and sent.exception() is not None:
         log.warning("send failed: %s", sent.exception())
-
-
-def _stats(hb: Heartbeat) -> WorkerStats:
-    return WorkerStats(
-        worker_id=hb.worker_id,
-        kv_blocks_total=hb.kv_blocks_total,
-        kv_blocks_used=hb.kv_blocks_used,
-        kv_blocks_cached=hb.kv_blocks_cached,
-        prefix_query_tokens=hb.prefix_query_tokens,
-        prefix_hit_tokens=hb.prefix_hit_tokens,
-        running=hb.running,
-        waiting=hb.waiting,
-        memory_blocked=hb.memory_blocked,
-    )
