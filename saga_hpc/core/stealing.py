@@ -18,13 +18,13 @@ from saga_hpc.core.routing import WorkerView
 from saga_hpc.core.types import Decision
 
 if TYPE_CHECKING:
-    from saga_hpc.core.scheduler import Scheduler
+    from saga_hpc.core.state import SchedulerState
 
 # (time saved, victim, ordering group of the call, the waiting call)
 Victim = tuple[float, WorkerView, str, Waiting]
 
 
-def steal(sched: Scheduler, stim: str) -> list[Decision]:
+def steal(sched: SchedulerState, stim: str) -> list[Decision]:
     """Dispatch waiting calls to idle workers while a move saves time; the
     thieves in registration order."""
     decisions: list[Decision] = []
@@ -56,7 +56,7 @@ def steal(sched: Scheduler, stim: str) -> list[Decision]:
     return decisions
 
 
-def best_victim(sched: Scheduler) -> Victim | None:
+def best_victim(sched: SchedulerState) -> Victim | None:
     """The waiting call whose move saves the most time, over every queue (ties:
     the first worker to register)."""
     best: Victim | None = None
