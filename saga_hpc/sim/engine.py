@@ -23,8 +23,7 @@ from __future__ import annotations
 import heapq
 import math
 import zlib
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable
 
 from saga_hpc.core.cost import CostModel
 from saga_hpc.core.kvpool import KVPool
@@ -40,60 +39,14 @@ from saga_hpc.core.types import (
 from saga_hpc.nogc import collector_paused
 from saga_hpc.sim.gpu import Gpu, check_fits, decode_stall, report, start
 from saga_hpc.sim.profile import GpuProfile
-from saga_hpc.sim.records import FIELDS, CallRecord, CallRecords
+from saga_hpc.sim.records import FIELDS, CallRecord, CallRecords, SimResult
+from saga_hpc.sim.task_run import TaskRun
 from saga_hpc.workload.model import Task
 
 __all__ = ["EVICTION", "CallRecord", "SimResult", "Simulation"]
 
 _ARRIVE, _FINISH, _TICK = 0, 1, 2
 EVICTION = {"lru": "lru", "ttl": "ttl", "aeg": "aeg", "belady": "belady"}
-
-
-@dataclass(slots=True)
-class _Run:
-    """A task from its first call's arrival to its last call's end, and its
-    current call: one object per task, not one per call nor a dict per field.
-    A task has one call at a time (the next arrives after the previous one's
-    tool), so the call's fields are rewritten as each next call is made."""
-
-    task: Task
-    prompts: list[int]  # prompt size of each call
-    hashes: tuple[int, int]  # prefix hashes: shared system prompt, own context
-    shared_key: str  # the pool key of its tenant and class's shared system prompt
-    system_blocks: int  # blocks of the shared system prompt
-    left_gpu: int = -1  # GPU it left its context on at its last tool call (-1: none)
-    left_blocks: int = 0  # blocks it left cached there
-    wanted_on: int = -1  # GPU whose pool keeps its context for its waiting call
-    next_arrival: float | None = None  # when its next call arrives (belady's oracle)
-    gpus: set[int] = field(default_factory=set)  # GPUs whose pools may hold its context
-    # The current call:
-    index: int = 0  # its position in the task's steps
-    call_id: str = ""
-    prompt: int = 0
-    out: int = 0
-    arrived: float = 0.0
-    keep_blocks: int = 0  # own-context blocks reusable from the previous call
-    own_blocks: int = 0  # blocks of its own context with its output (prompt + out - system)
-    gpu: int = -1
-    hit: int = 0
-    first_token: float = 0.0
-    service_s: float = 0.0
-    prefill_seen: float = 0.0  # its GPU's prefill seconds counted into its decode so far
-
-
-@dataclass
-class SimResult:
-    system: str
-    gpus: int
-    calls: Sequence[CallRecord]  # a CallRecords from a run: by column, records on demand
-    tct_s: dict[str, float]  # task id -> completion time
-    tenants: dict[str, str]  # task id -> tenant
-    kv_samples: list[tuple[float, float, float]]  # (time, used fraction, useful fraction)
-    retention_misses: int
-    recomputed_tokens: int
-    events: int
-    wall_s: float = 0.0
-    makespan_s: float = 0.0
 
 
 class Simulation:
@@ -160,9 +113,9 @@ class Simulation:
         if weights:
             self.sched.update_shares(weights, 0.0)
         self.tick_s, self.sample_s = tick_s, sample_s
-        self._events: list[tuple[float, int, int, _Run | None]] = []
+        self._events: list[tuple[float, int, int, TaskRun | None]] = []
         self._seq = 0
-        self._runs: dict[str, _Run] = {}  # tasks arrived and not finished, by task id
+        self._runs: dict[str, TaskRun] = {}  # tasks arrived and not finished, by task id
         self.records = CallRecords()
         # each field's column's append, in CallRecord's order (one per call that ends)
         self._columns = tuple(self.records.columns[name].append for name in FIELDS)
@@ -198,7 +151,7 @@ class Simulation:
         stalls = self.profile.prefill_stalls_decode
         n_events = 0
         next_at = tasks[0].arrival_s if tasks else math.inf  # the next first call's arrival
-        obj: _Run | None
+        obj: TaskRun | None
         while events and remaining:
             if next_at <= events[0][0]:
                 task = tasks[next_task]
@@ -237,17 +190,17 @@ class Simulation:
             now,
         )
 
-    def _push(self, at: float, kind: int, obj: _Run | None) -> None:
+    def _push(self, at: float, kind: int, obj: TaskRun | None) -> None:
         self._seq += 1
         heapq.heappush(self._events, (at, self._seq, kind, obj))
 
     # ------------------------------------------------------------------ calls
 
-    def _begin(self, task: Task) -> _Run:
+    def _begin(self, task: Task) -> TaskRun:
         """A task's first call arrives: its per-task state, computed once."""
         # Two coarse "blocks" stand for the prompt's prefix: the shared system prompt
         # and the workflow's own context (per-block hashes would cost O(context) per call).
-        run = self._runs[task.task_id] = _Run(
+        run = self._runs[task.task_id] = TaskRun(
             task,
             self._prompt_sizes.pop(task.task_id, []) or task.prompt_tokens(),
             (self._class_hash(task), zlib.crc32(task.task_id.encode())),
@@ -257,7 +210,7 @@ class Simulation:
         self._next_call(run, 0, task.arrival_s)
         return run
 
-    def _next_call(self, run: _Run, index: int, at: float) -> None:
+    def _next_call(self, run: TaskRun, index: int, at: float) -> None:
         """Make the task's `index`-th call, arriving `at`, its current one."""
         task, prompts, block = run.task, run.prompts, self.block
         step = task.steps[index]
@@ -280,7 +233,7 @@ class Simulation:
         run.keep_blocks = keep // block
         run.own_blocks = -(-(prompt - task.system_tokens + out) // block)  # ceil
 
-    def _arrive(self, run: _Run, now: float) -> None:
+    def _arrive(self, run: TaskRun, now: float) -> None:
         task = run.task
         spec = CallSpec(
             run.call_id,
@@ -328,7 +281,7 @@ class Simulation:
             elif isinstance(d, Release):
                 self.pools[gpu_of_worker[d.worker_id]].release(d.workflow_id, now)
 
-    def _finish(self, run: _Run, now: float) -> int:
+    def _finish(self, run: TaskRun, now: float) -> int:
         g = run.gpu
         task = run.task
         task_id = task.task_id

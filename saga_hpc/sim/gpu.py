@@ -20,10 +20,11 @@ from typing import TYPE_CHECKING
 
 from saga_hpc.core.types import WorkerStats
 from saga_hpc.sim.profile import GpuProfile
+from saga_hpc.sim.task_run import TaskRun
 from saga_hpc.workload.model import Task
 
 if TYPE_CHECKING:
-    from saga_hpc.sim.engine import Simulation, _Run
+    from saga_hpc.sim.engine import Simulation
 
 
 @dataclass(slots=True)
@@ -32,11 +33,13 @@ class Gpu:
     running: int = 0
     prefill_free_at: float = 0.0
     prefill_queued_s: float = 0.0  # prefill seconds queued on it since the run began
-    pending: deque[_Run] = field(default_factory=deque)  # calls dispatched, waiting for KV memory
+    pending: deque[TaskRun] = field(
+        default_factory=deque
+    )  # calls dispatched, waiting for KV memory
     blocked: bool = False  # told the core it is out of memory
 
 
-def start(sim: Simulation, run: _Run, now: float) -> float | None:
+def start(sim: Simulation, run: TaskRun, now: float) -> float | None:
     """Start the task's current call on its GPU (`run.gpu`) if its blocks fit:
     returns when it finishes, or None (it must wait)."""
     block, g = sim.block, run.gpu
@@ -114,7 +117,7 @@ def check_fits(tasks: list[Task], profile: GpuProfile) -> dict[str, list[int]]:
     return sizes
 
 
-def decode_stall(gpu: Gpu, run: _Run, now: float) -> float:
+def decode_stall(gpu: Gpu, run: TaskRun, now: float) -> float:
     """With `prefill_stalls_decode`: how much later than `now` the call decoding
     on this GPU ends, because prompts were computed there meanwhile (0: now).
 

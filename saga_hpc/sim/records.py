@@ -1,4 +1,4 @@
-"""A run's call records, kept by column.
+"""What a simulation run produced (`SimResult`): its call records, kept by column.
 
 An hour on 64 GPUs ends millions of calls. The simulator appends each call's
 figures to one column per field (cheaper than an object per call; numbers in
@@ -79,3 +79,20 @@ class CallRecords(Sequence[CallRecord]):
         return NotImplemented
 
     __hash__ = None  # type: ignore[assignment]  # mutable, as a list
+
+
+@dataclass
+class SimResult:
+    """What a run produced: its calls and tasks, KV samples and counters."""
+
+    system: str
+    gpus: int
+    calls: Sequence[CallRecord]  # a CallRecords from a run: by column, records on demand
+    tct_s: dict[str, float]  # task id -> completion time
+    tenants: dict[str, str]  # task id -> tenant
+    kv_samples: list[tuple[float, float, float]]  # (time, used fraction, useful fraction)
+    retention_misses: int
+    recomputed_tokens: int
+    events: int
+    wall_s: float = 0.0
+    makespan_s: float = 0.0
