@@ -74,3 +74,19 @@ def world() -> tuple[int, int, object]:
 
     comm = MPI.COMM_WORLD
     return comm.Get_rank(), comm.Get_size(), comm
+
+
+def leave_mpi() -> None:
+    """End this rank's part in MPI once the rendezvous is done; every rank calls
+    it right after the endpoint broadcast, while all ranks are still alive.
+
+    MPI_Finalize is a collective over the whole job (Open MPI 4 fences through
+    PMIx). Left to the interpreter's exit (mpi4py's default), it would run
+    after a worker rank may have been SIGKILLed, and then the survivors can
+    wait in it forever for the dead rank: the job would hold its nodes until
+    walltime. Nothing after the rendezvous needs MPI (all traffic is ZeroMQ),
+    and a finalized process is an ordinary one to the launcher."""
+    from mpi4py import MPI
+
+    if not MPI.Is_finalized():
+        MPI.Finalize()

@@ -231,11 +231,15 @@ def _head(args: argparse.Namespace, comm: object, size: int, single_host: bool) 
         if args.join_file:
             write_join_file(args.join_file, rendezvous)
         comm.bcast(rendezvous.to_dict(), root=0)  # type: ignore[attr-defined]
+        announced.append(endpoint)
+        launch.leave_mpi()
 
+    announced: list[str] = []
     try:
         return asyncio.run(HeadRuntime(opts, bind, announce).run())
     except UsageError:
-        comm.Abort(2)  # type: ignore[attr-defined]  # workers wait in bcast forever otherwise
+        if not announced:  # the workers wait in bcast forever otherwise
+            comm.Abort(2)  # type: ignore[attr-defined]
         raise
 
 
@@ -262,6 +266,7 @@ def _worker(args: argparse.Namespace, comm: object, rank: int, hosts: list[str])
 
     # Every rank parses the same command line, but the head's word is what counts.
     rendezvous = Rendezvous.from_dict(comm.bcast(None, root=0))  # type: ignore[attr-defined]
+    launch.leave_mpi()
     os.environ.setdefault("SAGA_WORKER_RANK", str(rank))
     run_worker(rendezvous.endpoint, rank, rendezvous.settings(), rendezvous.credentials)
     return 0

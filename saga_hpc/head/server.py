@@ -168,6 +168,9 @@ class HeadRuntime:
             scheduler,
             opts.served_name,
         )
+        # The HTTP port first: a port taken is found before the workers are
+        # released from the rendezvous (after it, only a Shutdown ends them).
+        sock = listen(opts.host, opts.port)
         endpoint = self.bind_zmq(head)
         self.announce(endpoint)
         head.start()
@@ -179,7 +182,6 @@ class HeadRuntime:
             store,
             ApiSettings(model_name=opts.served_name, block_size=opts.block_size),
         )
-        sock = listen(opts.host, opts.port)
         port = sock.getsockname()[1]
         config = uvicorn.Config(
             app,
