@@ -39,6 +39,7 @@ from saga_hpc.protocol.curve import WorkerCredentials, worker_socket
 from saga_hpc.protocol.messages import Message
 from saga_hpc.worker.beater import HeartbeatThread
 from saga_hpc.worker.engine import EngineSettings, build_engine
+from saga_hpc.worker.headwatch import HeadWatch, lost_after_s
 from saga_hpc.worker.heartbeat import heartbeat
 from saga_hpc.worker.hint_channel import WorkerChannel
 
@@ -62,6 +63,7 @@ class WorkerRunner:
         self.tasks: dict[str, asyncio.Task[None]] = {}
         self.heartbeat_s = 1.0
         self.stopping = asyncio.Event()
+        self.head_lost = False  # then nothing is sent any more: nobody would read it
         self.beater: HeartbeatThread | None = None
         self.engine: Any = None
         self.channel: WorkerChannel | None = None
@@ -69,7 +71,18 @@ class WorkerRunner:
         self.sock = worker_socket(self.ctx, self.worker_id, credentials, linger_ms=2000)
 
     async def send(self, msg: Message) -> None:
-        await self.sock.send(encode(msg))
+        if not self.head_lost:  # a DEALER without a peer would block at its high-water mark
+            await self.sock.send(encode(msg))
+
+    def _lose_head(self, unreachable_s: float) -> None:
+        log.error(
+            "%s: head at %s unreachable for %.0f s: leaving (a new head needs new workers)",
+            self.worker_id,
+            self.endpoint,
+            unreachable_s,
+        )
+        self.head_lost = True
+        self.stopping.set()
 
     async def run(self) -> None:
         loop = asyncio.get_running_loop()
@@ -82,6 +95,7 @@ class WorkerRunner:
             self.settings, self.channel.additional_config() if self.channel else None
         )
         engine_start_s = time.monotonic() - t0
+        watch = HeadWatch(self.sock, lost_after_s(), self._lose_head)
         self.sock.connect(self.endpoint)
         await self.send(self._register(engine_start_s))
         log.info(
@@ -99,13 +113,14 @@ class WorkerRunner:
             loop,
         )
         self.beater.start()
-        tasks = [asyncio.create_task(self._receive())]
+        tasks = [asyncio.create_task(self._receive()), asyncio.create_task(watch.run())]
         if self.channel is not None:
             tasks.append(asyncio.create_task(self.channel.receive_stats(self.beater.beat_now)))
         await self.stopping.wait()
         for task in tasks:
             task.cancel()
-        await self._drain(grace_s=5.0)
+        watch.close()
+        await self._drain(grace_s=0.0 if self.head_lost else 5.0)
         self.beater.stop()
         await self.send(Bye(worker_id=self.worker_id, reason="shutdown"))
         self.engine.shutdown()
@@ -115,7 +130,7 @@ class WorkerRunner:
         gc.collect()
         if self.channel is not None:
             self.channel.close()
-        self.sock.close()
+        self.sock.close(linger=0 if self.head_lost else None)
         self.ctx.term()
 
     def _open_channel(self) -> WorkerChannel | None:
