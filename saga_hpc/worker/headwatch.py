@@ -7,12 +7,14 @@ on, mpirun or srun would not end either (the job could not even be restarted
 in place). The head's ZMQ endpoint is bound by the head alone and a new head
 binds a new one, so a worker that lost its head has nothing left to serve.
 
-ZeroMQ's socket monitor tells when the connection to the head goes down (the
-kernel closes a dead process's sockets at once) and when a ZMTP handshake
-succeeds again. The worker stops, as on SIGTERM, once the head has been
-unreachable for `lost_after_s`: never reached since the watch began, or
-disconnected and not back. A head that is back within that time (a network
-blip) is no loss.
+ZeroMQ's socket monitor tells when the connection to the head goes down and
+when a ZMTP handshake succeeds again. A dead process's sockets are closed by
+its kernel at once; a head whose node is lost closes nothing, so the DEALER
+also pings the head (ZMTP heartbeats, answered by libzmq's own I/O thread, so
+a head busy in Python still answers) and drops a connection that stays silent.
+The worker stops, as on SIGTERM, once the head has been unreachable for
+`lost_after_s`: never reached since the watch began, or disconnected and not
+back. A head that is back within that time (a network blip) is no loss.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from zmq.utils.monitor import parse_monitor_message
 log = logging.getLogger("saga_hpc.worker")
 
 DEFAULT_LOST_AFTER_S = 30.0
+DEFAULT_PING_S = 5.0
 LOST_AFTER_ENV = "SAGA_HEAD_LOST_S"
 
 
@@ -58,10 +61,19 @@ class HeadWatch:
     """Watches an asyncio DEALER's connection to the head; `run` returns
     after calling `on_lost(seconds unreachable)`, or runs until cancelled."""
 
-    def __init__(self, sock: Any, lost_after_s: float, on_lost: Callable[[float], None]) -> None:
+    def __init__(
+        self,
+        sock: Any,
+        lost_after_s: float,
+        on_lost: Callable[[float], None],
+        ping_s: float = DEFAULT_PING_S,
+    ) -> None:
         self.lost_after_s = lost_after_s
         self.on_lost = on_lost
         self._sock = sock
+        # Before connecting: options apply to connections made afterwards.
+        sock.setsockopt(zmq.HEARTBEAT_IVL, int(ping_s * 1000))
+        sock.setsockopt(zmq.HEARTBEAT_TIMEOUT, int(3 * ping_s * 1000))
         # Create before connecting, or the first handshake may be missed.
         self._monitor = sock.get_monitor_socket(
             zmq.EVENT_HANDSHAKE_SUCCEEDED | zmq.EVENT_DISCONNECTED

@@ -93,6 +93,70 @@ async def _a_head_never_reached_is_lost_too() -> None:
     ctx.term()
 
 
+class _SilentLink:
+    """A TCP relay to the head that can fall silent without closing anything:
+    the network between a worker and a head whose node was lost."""
+
+    def __init__(self, upstream: str) -> None:
+        host, port = upstream.removeprefix("tcp://").rsplit(":", 1)
+        self.upstream = (host, int(port))
+        self.silent = False
+        self.server: asyncio.Server | None = None
+
+    async def start(self) -> str:
+        self.server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        return f"tcp://127.0.0.1:{self.server.sockets[0].getsockname()[1]}"
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if self.silent:
+            await self._swallow(reader)
+            return
+        up_reader, up_writer = await asyncio.open_connection(*self.upstream)
+        await asyncio.gather(self._pipe(reader, up_writer), self._pipe(up_reader, writer))
+
+    async def _pipe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while data := await reader.read(65536):
+            if self.silent:
+                await self._swallow(reader)
+                return
+            writer.write(data)
+            await writer.drain()
+
+    @staticmethod
+    async def _swallow(reader: asyncio.StreamReader) -> None:
+        while await reader.read(65536):
+            pass
+
+
+async def _a_head_that_falls_silent_is_lost() -> None:
+    ctx = zmq.asyncio.Context()
+    head = _head(ctx)
+    link = _SilentLink(head.getsockopt_string(zmq.LAST_ENDPOINT))
+    addr = await link.start()
+    dealer = worker_socket(ctx, "w1", None)
+    lost: list[float] = []
+    watch = HeadWatch(dealer, LOST_AFTER_S, lost.append, ping_s=0.1)
+    task = asyncio.create_task(watch.run())
+    dealer.connect(addr)
+    await dealer.send(b"register")
+    assert await asyncio.wait_for(head.recv_multipart(), 5) == [b"w1", b"register"]
+    await asyncio.sleep(1.0)  # pings answered through the link: no loss
+    assert lost == [] and not task.done()
+    link.silent = True  # nothing closes: only the unanswered pings tell
+    await asyncio.wait_for(task, 5)
+    assert len(lost) == 1
+    watch.close()
+    dealer.close(linger=0)
+    head.close()
+    assert link.server is not None
+    link.server.close()
+    ctx.term()
+
+
+def test_a_head_that_falls_silent_is_lost() -> None:
+    asyncio.run(_a_head_that_falls_silent_is_lost())
+
+
 @pytest.mark.parametrize(
     ("raw", "expected"), [(None, 30.0), ("2.5", 2.5), ("0", 30.0), ("x", 30.0)]
 )
