@@ -3,6 +3,7 @@ OpenAI chat/completion objects (whole, or as server-sent-event chunks)."""
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -16,11 +17,13 @@ from saga_hpc.api.errors import ApiError, error_body
 from saga_hpc.api.workflow import WorkflowFields
 from saga_hpc.core.types import CallSpec
 from saga_hpc.head.calls import CallContext, CallEvent
+from saga_hpc.head.prompts import Ids
 from saga_hpc.head.service import HeadService
 from saga_hpc.protocol import Done, Failed, Submit, Tokens
 from saga_hpc.store.store import Principal
 
 
+@functools.lru_cache(maxsize=4096)
 def cache_salt(account: str) -> str:
     """vLLM shares KV blocks only between requests with the same salt: one per account."""
     return "acct-" + hashlib.sha256(account.encode()).hexdigest()[:24]
@@ -30,7 +33,7 @@ def cache_salt(account: str) -> str:
 class CallRequest:
     kind: str  # "chat" or "text"
     model: str
-    prompt_ids: list[int]
+    prompt_ids: Ids
     max_tokens: int
     temperature: float
     top_p: float

@@ -20,7 +20,15 @@ from saga_hpc.api.errors import ApiError
 from saga_hpc.api.schemas import ChatCompletionRequest, CompletionRequest
 from saga_hpc.api.workflow import WorkflowGate, read_fields
 from saga_hpc.head.calls import CallContext
-from saga_hpc.head.prompts import PromptBuilder, PromptError, TooMuchNew, prefix_hashes
+from saga_hpc.head.conversations import Conversations
+from saga_hpc.head.prompts import (
+    Ids,
+    PromptBuilder,
+    PromptError,
+    TooMuchNew,
+    as_ids,
+    prefix_hashes,
+)
 from saga_hpc.head.service import HeadService
 from saga_hpc.protocol import Done
 from saga_hpc.store.store import Store
@@ -69,6 +77,7 @@ class Completions:
         self.served = served
         self.block_size = block_size
         self.default_max_tokens = default_max_tokens
+        self.conversations = Conversations.for_pieces(prompts, block_size)
 
     async def start(
         self, kind: str, body: Body, headers: dict[str, str], arrived_at: float
@@ -93,17 +102,24 @@ class Completions:
                 code="model_not_found",
             )
         wf = read_fields(headers, body.metadata)
+        salt = cache_salt(principal.account)
+        # The account's workflow: its last prompt is where this one starts.
+        key = None if wf.workflow_id is None else (principal.account, wf.workflow_id)
         try:
             try:
                 # Here when little of the prompt is new (an agent's next turn):
                 # the hop to a thread would cost more than the encoding.
-                ids, max_tokens = self._tokenize(body, INLINE_NEW_CHARS)
+                ids, hashes, max_tokens = self._tokenize(body, salt, key, INLINE_NEW_CHARS)
             except TooMuchNew:
                 # In a thread: encoding releases the GIL, so the event loop
                 # serves other calls meanwhile.
-                ids, max_tokens = await asyncio.to_thread(self._tokenize, body, None)
+                ids, hashes, max_tokens = await asyncio.to_thread(
+                    self._tokenize, body, salt, key, None
+                )
         except PromptError as exc:
             raise ApiError(400, str(exc), param="messages" if kind == "chat" else "prompt") from exc
+        if wf.done and key is not None and self.conversations is not None:
+            self.conversations.forget(key)  # its last call: no prompt will follow
         if not head.registry.alive():
             raise ApiError(
                 503,
@@ -124,7 +140,6 @@ class Completions:
             stream=body.stream,
             include_usage=bool(body.stream_options and body.stream_options.include_usage),
         )
-        hashes = prefix_hashes(ids, self.block_size, cache_salt(principal.account))
         ctx = new_context(req, wf, principal, hashes, arrived_at)
         if ctx.call_id in head.calls:
             raise ApiError(
@@ -155,24 +170,33 @@ class Completions:
             headers_out["X-Saga-Cached-Tokens"] = str(first.cached_tokens)
         return Answer(headers_out, chunks=run.chunks(first))
 
-    def _tokenize(self, body: Body, new_chars: int | None) -> tuple[list[int], int]:
-        """The prompt's token ids and the output budget (PromptError if unservable;
-        TooMuchNew if more than `new_chars` characters need encoding)."""
+    def _tokenize(
+        self, body: Body, salt: str, key: tuple[str, str] | None, new_chars: int | None
+    ) -> tuple[Ids, tuple[int, ...], int]:
+        """The prompt's token ids, their block hashes and the output budget
+        (PromptError if unservable; TooMuchNew if more than `new_chars`
+        characters need encoding)."""
         prompts = self.prompts
+        hashes: tuple[int, ...] | None = None
         if isinstance(body, ChatCompletionRequest):
             messages = [{"role": m.role, "content": m.text()} for m in body.messages]
-            ids = prompts.chat(messages, new_chars)
+            if self.conversations is not None:
+                ids, hashes = self.conversations.chat(messages, salt, key, new_chars)
+            else:
+                ids = prompts.chat(messages, new_chars)
         elif isinstance(body.prompt, str):
             if new_chars is not None:
                 raise TooMuchNew  # plain prompts are not cached piecewise
             ids = prompts.text(body.prompt)
         else:
-            ids = list(body.prompt)
-            prompts.check_ids(ids)  # a client's ids; the tokenizer's are in its vocabulary
+            prompts.check_ids(body.prompt)  # a client's ids; the tokenizer's are in its vocabulary
+            ids = as_ids(body.prompt)
         if not ids:
             raise PromptError("'prompt' must not be empty")
         budget = prompts.output_budget(len(ids), body.output_limit(), self.default_max_tokens)
-        return ids, budget
+        if hashes is None:
+            hashes = prefix_hashes(ids, self.block_size, salt)
+        return ids, hashes, budget
 
     async def _check_handover(self, workflow_id: str) -> None:
         handover = self.head.handover

@@ -14,9 +14,12 @@ import threading
 from array import array
 from collections import OrderedDict
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, TypeAlias
 
 from saga_hpc.errors import UsageError
+
+# Token ids as 4-byte unsigned ints (array "I"): joined, hashed and sent in C.
+Ids: TypeAlias = "array[int]"
 
 
 class PromptError(ValueError):
@@ -43,18 +46,28 @@ class PromptBuilder:
         self._rust: Any = self.tokenizer.backend_tokenizer if self.tokenizer.is_fast else None
         self._pieces = PieceCache.for_tokenizer(self._rust) if self._rust is not None else None
 
-    def chat(self, messages: list[dict[str, Any]], new_chars: int | None = None) -> list[int]:
-        """The prompt's token ids. With `new_chars`, only if at most that many
-        characters are not in the piece cache (else `TooMuchNew`): a caller on the
-        event loop encodes small news itself and hands big ones to a thread."""
+    def render(self, messages: list[dict[str, Any]]) -> str:
+        """The chat template's text for `messages`, ending with the assistant's turn."""
         if not messages:
             raise PromptError("'messages' must hold at least one message")
         try:
-            rendered = self.tokenizer.apply_chat_template(
+            rendered: str = self.tokenizer.apply_chat_template(
                 messages, tokenize=False, add_generation_prompt=True
             )
         except Exception as exc:  # jinja errors for shapes the template does not know
             raise PromptError(f"the model's chat template rejected the messages: {exc}") from exc
+        return rendered
+
+    @property
+    def pieces(self) -> PieceCache | None:
+        """The piece cache, when this tokenizer allows one."""
+        return self._pieces
+
+    def chat(self, messages: list[dict[str, Any]], new_chars: int | None = None) -> Ids:
+        """The prompt's token ids. With `new_chars`, only if at most that many
+        characters are not in the piece cache (else `TooMuchNew`): a caller on the
+        event loop encodes small news itself and hands big ones to a thread."""
+        rendered = self.render(messages)
         if self._pieces is not None:
             # The template writes the special tokens itself (as transformers does).
             return self._pieces.encode(rendered, new_chars)
@@ -62,15 +75,14 @@ class PromptBuilder:
             raise TooMuchNew
         return self._encode(rendered, add_special_tokens=False)
 
-    def _encode(self, text: str, add_special_tokens: bool) -> list[int]:
+    def _encode(self, text: str, add_special_tokens: bool) -> Ids:
         if self._pieces is not None and not add_special_tokens:
             return self._pieces.encode(text)
         if self._rust is not None:
-            ids: list[int] = _encode_fast(self._rust, text, add_special_tokens)
-            return ids
-        return [int(t) for t in self.tokenizer.encode(text, add_special_tokens=add_special_tokens)]
+            return array("I", _encode_fast(self._rust, text, add_special_tokens))
+        return array("I", self.tokenizer.encode(text, add_special_tokens=add_special_tokens))
 
-    def text(self, prompt: str) -> list[int]:
+    def text(self, prompt: str) -> Ids:
         ids = self._encode(prompt, add_special_tokens=True)
         if not prompt or not ids:
             raise PromptError("'prompt' must not be empty")
@@ -127,6 +139,11 @@ class PieceCache:
         self._max_tokens = max_tokens
         self._lock = threading.Lock()  # encode runs in several threads at once
 
+    @property
+    def added(self) -> dict[str, int]:
+        """The added tokens' ids by their text."""
+        return self._added
+
     @classmethod
     def for_tokenizer(cls, rust: Any) -> PieceCache | None:
         tokens = rust.get_added_tokens_decoder()
@@ -136,9 +153,15 @@ class PieceCache:
             return None
         return cls(rust, {t.content: i for i, t in tokens.items()})
 
-    def encode(self, text: str, new_chars: int | None = None) -> list[int]:
+    def encode(self, text: str, new_chars: int | None = None) -> Ids:
         """The ids of `text`; with `new_chars`, `TooMuchNew` (before encoding
         anything) if more characters than that are not in the cache."""
+        return self.encode_cut(text, new_chars)[0]
+
+    def encode_cut(self, text: str, new_chars: int | None = None) -> tuple[Ids, int, int]:
+        """As `encode`, and where the text's last added token ends: its offset
+        in `text` and in the ids (0, 0 without one). What precedes such a cut
+        has the same ids whatever text follows it."""
         pieces = self._cut.split(text)
         if new_chars is not None:
             known = self._ids
@@ -146,16 +169,17 @@ class PieceCache:
             new = sum(len(p) for p in pieces if p not in known and p not in added)
             if new > new_chars:
                 raise TooMuchNew
-        ids: list[int] = []
-        for piece in pieces:
-            if not piece:
-                continue
-            added_id = self._added.get(piece)
-            if added_id is not None:
-                ids.append(added_id)
-            else:
-                ids.extend(self._piece(piece))
-        return ids
+        ids: Ids = array("I")
+        chars = cut_chars = cut_ids = 0
+        # split() alternates text, added token, text, ...: odd places are added tokens.
+        for i, piece in enumerate(pieces):
+            chars += len(piece)
+            if i % 2:
+                ids.append(self._added[piece])
+                cut_chars, cut_ids = chars, len(ids)
+            elif piece:
+                ids += self._piece(piece)
+        return ids, cut_chars, cut_ids
 
     def _piece(self, piece: str) -> array[int]:
         with self._lock:
@@ -189,14 +213,27 @@ def prefix_hashes(token_ids: Sequence[int], block_size: int, salt: str) -> tuple
     Python's own hash of (previous, block bytes): SipHash in C, ~5x cheaper per
     block than a hashlib object. It is seeded per process, which is all these
     need: they are compared only within the head's core, never stored."""
-    raw = array("I", token_ids).tobytes()  # 4 bytes per token, one C loop
+    hashes, _ = chain_hashes(as_ids(token_ids), block_size, hash(salt), 0)
+    return tuple(hashes)
+
+
+def chain_hashes(ids: Ids, block_size: int, prev: int, start: int) -> tuple[list[int], list[int]]:
+    """The hashes of `ids`' full blocks from block `start` on, `prev` being the
+    chain's value before that block (the salt's hash before block 0); and the
+    chain's values after each of them, to go on from."""
+    raw = ids.tobytes()  # 4 bytes per token, sliced per block in C
     step = 4 * block_size
-    prev = hash(salt)
-    out: list[int] = []
-    for end in range(step, 4 * (len(token_ids) // block_size) * block_size + 1, step):
+    hashes: list[int] = []
+    chain: list[int] = []
+    for end in range(step * (start + 1), 4 * (len(ids) // block_size) * block_size + 1, step):
         prev = hash((prev, raw[end - step : end]))
-        out.append(prev & _LOW_63_BITS)
-    return tuple(out)
+        chain.append(prev)
+        hashes.append(prev & _LOW_63_BITS)
+    return hashes, chain
+
+
+def as_ids(token_ids: Sequence[int]) -> Ids:
+    return token_ids if isinstance(token_ids, array) else array("I", token_ids)
 
 
 _LOW_63_BITS = (1 << 63) - 1

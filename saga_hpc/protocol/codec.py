@@ -15,7 +15,7 @@ import sys
 import types
 import typing
 from array import array
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import msgpack
@@ -100,14 +100,16 @@ def _layout(cls: type[Any]) -> tuple[tuple[str, ...], str, tuple[str, ...]]:
 
 
 def _is_id_list(hint: Any) -> bool:
-    return typing.get_origin(hint) is list and typing.get_args(hint) == (int,)
+    return typing.get_origin(hint) in (list, Sequence) and typing.get_args(hint) == (int,)
 
 
 _SWAP = sys.byteorder != "little"  # the wire is little-endian
 
 
-def _pack_ids(ids: list[int]) -> bytes:
+def _pack_ids(ids: Sequence[int]) -> bytes:
     """4 bytes per id (OverflowError for an id outside 0..2**32-1: not a token)."""
+    if isinstance(ids, array) and ids.typecode == "I" and not _SWAP:
+        return ids.tobytes()  # the head's own ids: already packed
     packed = array("I", ids)
     if _SWAP:
         packed.byteswap()

@@ -10,6 +10,7 @@ malformed frame is rejected at the socket, never half-processed.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -60,11 +61,12 @@ class Heartbeat:
 class Submit:
     """Run one call. The head tokenizes (it needs prompt lengths and block hashes
     to schedule), so the worker receives token ids, not text (packed on the
-    wire, 4 bytes each: codec.py)."""
+    wire, 4 bytes each: codec.py; a list once decoded, the head's own are an
+    `array("I")`)."""
 
     call_id: str
     workflow_id: str
-    prompt_token_ids: list[int]
+    prompt_token_ids: Sequence[int]
     max_tokens: int
     temperature: float
     top_p: float

@@ -209,7 +209,8 @@ class WorkerRunner:
             output_kind=RequestOutputKind.DELTA,
             extra_args={WORKFLOW_ARG: msg.workflow_id},
         )
-        prompt = TokensPrompt(prompt_token_ids=msg.prompt_token_ids, cache_salt=msg.cache_salt)
+        ids = list(msg.prompt_token_ids)  # a list already, once decoded
+        prompt = TokensPrompt(prompt_token_ids=ids, cache_salt=msg.cache_salt)
         t0 = time.monotonic()
         first: float | None = None
         parts: list[str] = []
