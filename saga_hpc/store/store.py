@@ -35,6 +35,7 @@ from saga_hpc.store.records import (
     WorkflowStory,
 )
 from saga_hpc.store.tables import Account, ApiKey, Association, Call, LedgerEntry, User
+from saga_hpc.store.writes import LedgerSql
 
 __all__ = ["AuthResult", "CallRecord", "LedgerBatch", "Principal", "Store", "WorkflowOpen"]
 
@@ -46,6 +47,7 @@ class Store:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         self._sessions = sessionmaker(engine, expire_on_commit=False)
+        self._writes = LedgerSql(engine.dialect.name)
 
     # ------------------------------------------------------------ lifecycle
 
@@ -257,11 +259,12 @@ class Store:
     def write_batch(self, batch: LedgerBatch) -> tuple[list[str], list[bool]]:
         """Opens, calls and finishes in one transaction (in that order); returns each
         opened workflow's owner and, per call, whether it was new."""
-        with self.session() as s:
-            owners = aeg.open_workflows(s, batch.opens)
-            written = aeg.record_calls(s, batch.calls)
-            aeg.finish_workflows(s, batch.finishes)
-            return owners, written
+        with self.engine.begin() as conn:
+            cur = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+            try:
+                return self._writes.write(cur, batch.opens, batch.calls, batch.finishes)
+            finally:
+                cur.close()
 
     def get_workflow(self, workflow_id: str) -> WorkflowRow | None:
         with self.session() as s:
