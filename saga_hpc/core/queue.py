@@ -28,12 +28,18 @@ class GroupedQueue:
         self._groups: dict[str, list[tuple[float, int, Waiting]]] = {}
         self._dropped: set[str] = set()
         self._size = 0
+        # No waiting call has a shorter prompt (a bound, not kept exact on the way
+        # out): lets a steal scan pass over a queue without ranking its groups.
+        self.min_prompt_tokens = 0
 
     def __len__(self) -> int:
         return self._size
 
     def push(self, group: str, item: Waiting, inner: float = 0.0) -> None:
         heapq.heappush(self._groups.setdefault(group, []), (inner, item.seq, item))
+        prompt = item.spec.prompt_tokens
+        if not self._size or prompt < self.min_prompt_tokens:
+            self.min_prompt_tokens = prompt
         self._size += 1
 
     def drop(self, call_id: str) -> None:

@@ -63,12 +63,14 @@ def best_victim(sched: SchedulerState) -> Victim | None:
     for wid in sched._backlogged:
         victim = sched.workers[wid]
         queue = sched.queues[wid]
-        picked = queue.best(sched.ordering.rank)
-        if picked is None:
-            continue
         # The head of the victim's queue waits for a slot there; moving it
         # costs recomputing its prefix here (its blocks stay with the victim).
         wait_s = len(queue) / victim.concurrency() * sched.mean_service_s
+        if wait_s - sched.cost.recompute_s(queue.min_prompt_tokens) <= 0:
+            continue  # no call there has a prompt short enough to gain: no need to rank
+        picked = queue.best(sched.ordering.rank)
+        if picked is None:
+            continue
         gain = wait_s - sched.cost.recompute_s(picked[1].spec.prompt_tokens)
         if gain > 0 and (
             best is None or gain > best[0] or (gain == best[0] and victim.order < best[1].order)
