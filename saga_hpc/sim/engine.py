@@ -142,7 +142,8 @@ class Simulation:
         # trace. A first call goes before a heap event at the same time, as it
         # would with the smaller sequence number of an up-front push.
         tasks, n_tasks, next_task = self.tasks, len(self.tasks), 0
-        events, pop = self._events, heapq.heappop
+        events, pop, replace = self._events, heapq.heappop, heapq.heapreplace
+        gpus = self.gpus
         self._push(0.0, _TICK, None)
         now = 0.0
         remaining = n_tasks
@@ -159,14 +160,25 @@ class Simulation:
                 next_at = tasks[next_task].arrival_s if next_task < n_tasks else math.inf
                 now, kind = task.arrival_s, _ARRIVE
                 obj = self._begin(task)
+                n_events += 1
             else:
-                now, _, kind, obj = pop(events)
-            n_events += 1
+                now, _, kind, obj = events[0]
+                n_events += 1
+                if (
+                    stalls
+                    and kind == _FINISH
+                    and obj is not None
+                    and (stall := decode_stall(gpus[obj.gpu], obj, now))
+                ):
+                    # Prompts were computed on its GPU meanwhile: it comes due again
+                    # later. One sift of the heap (pop and push at once), not two.
+                    self._seq = seq = self._seq + 1
+                    replace(events, (now + stall, seq, _FINISH, obj))
+                    continue
+                pop(events)
             if obj is not None:
                 if kind == _ARRIVE:
                     arrive(obj, now)
-                elif stalls and (stall := decode_stall(self.gpus[obj.gpu], obj, now)):
-                    self._push(now + stall, _FINISH, obj)  # prompts computed meanwhile
                 else:
                     remaining -= finish(obj, now)
             else:
