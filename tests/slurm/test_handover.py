@@ -5,10 +5,8 @@ from __future__ import annotations
 
 import json
 import math
-import shutil
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,6 +16,7 @@ import pytest
 from saga_hpc.slurm.client import SlurmClient
 from saga_hpc.slurm.sync import sync_accounts
 from saga_hpc.store.store import Store
+from tests.slurm.jobs import job_state, shared_dir
 
 pytestmark = [pytest.mark.slurm, pytest.mark.vllm, pytest.mark.timeout(900)]
 REPO = Path(__file__).resolve().parents[2]
@@ -26,11 +25,8 @@ TURNS, WORKFLOWS = 50, 3
 
 @pytest.fixture
 def shared(tiny_model: Path) -> Iterator[Path]:
-    path = Path(tempfile.mkdtemp(prefix="saga-handover-", dir="/tmp"))
-    path.chmod(0o755)
-    yield path
-    subprocess.run(["scancel", "-n", "saga-service"], capture_output=True)
-    shutil.rmtree(path, ignore_errors=True)
+    with shared_dir("saga-handover-", cancel_name="saga-service") as path:
+        yield path
 
 
 def test_running_workflows_survive_the_walltime_handover(shared: Path, tiny_model: Path) -> None:
@@ -120,13 +116,8 @@ def test_running_workflows_survive_the_walltime_handover(shared: Path, tiny_mode
         assert len(story.calls) == TURNS and len(story.edges) == TURNS - 1
     assert store.count_calls() == WORKFLOWS * TURNS
     # The first job left on its own after the successor published (not killed at the limit).
-    state = subprocess.run(
-        ["sacct", "-n", "-X", "-P", "-j", str(first), "--format=State"],
-        capture_output=True,
-        text=True,
-        timeout=30,
-    ).stdout.split()
-    assert state and state[0] == "COMPLETED", (state, logs)
+    state = job_state(first)
+    assert state == "COMPLETED", (state, logs)
     store.close()
 
 

@@ -6,10 +6,8 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import subprocess
-import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,6 +18,7 @@ import pytest
 from saga_hpc.slurm.client import SlurmClient
 from saga_hpc.slurm.sync import sync_accounts
 from saga_hpc.store.store import Store
+from tests.slurm.jobs import job_state, shared_dir
 
 pytestmark = [pytest.mark.slurm, pytest.mark.vllm, pytest.mark.timeout(600)]
 REPO = Path(__file__).resolve().parents[2]
@@ -27,11 +26,8 @@ REPO = Path(__file__).resolve().parents[2]
 
 @pytest.fixture
 def shared(tiny_model: Path) -> Iterator[Path]:
-    path = Path(tempfile.mkdtemp(prefix="saga-restart-", dir="/tmp"))
-    path.chmod(0o755)
-    yield path
-    subprocess.run(["scancel", "-n", "saga-restart"], capture_output=True)
-    shutil.rmtree(path, ignore_errors=True)
+    with shared_dir("saga-restart-", cancel_name="saga-restart") as path:
+        yield path
 
 
 def _endpoint_of(path: Path, job: str, logs: Path, timeout_s: float = 300) -> dict[str, str]:
@@ -59,16 +55,6 @@ def _call(info: dict[str, str], key: str, workflow: str) -> None:
         timeout=60,
     )
     assert r.status_code == 200, r.text
-
-
-def _state(job: str) -> str:
-    out = subprocess.run(
-        ["sacct", "-n", "-X", "-P", "-j", job, "--format=State"],
-        capture_output=True,
-        text=True,
-        timeout=30,
-    ).stdout.split()
-    return out[0] if out else ""
 
 
 def _jobs() -> list[str]:
@@ -112,10 +98,10 @@ def test_a_service_whose_head_dies_restarts_itself(shared: Path, tiny_model: Pat
 
     # The first job ends by itself (its worker leaves) and queues the restart.
     deadline = time.monotonic() + 120
-    while _state(first) in ("RUNNING", "COMPLETING", ""):
+    while job_state(first) in ("RUNNING", "COMPLETING", ""):
         assert time.monotonic() < deadline, _tails(shared)
         time.sleep(1)
-    assert _state(first) == "FAILED", _tails(shared)
+    assert job_state(first) == "FAILED", _tails(shared)
     assert "restart 1 of 3" in (shared / "first.log").read_text(), _tails(shared)
     successors = [job for job in _jobs() if int(job) > int(first)]
     assert len(successors) == 1, (successors, _tails(shared))

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
-import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,6 +15,7 @@ import pytest
 from saga_hpc.slurm.client import SlurmClient
 from saga_hpc.slurm.sync import sync_accounts
 from saga_hpc.store.store import Store
+from tests.slurm.jobs import job_state, shared_dir
 
 pytestmark = [pytest.mark.slurm, pytest.mark.vllm, pytest.mark.timeout(600)]
 REPO = Path(__file__).resolve().parents[2]
@@ -24,23 +24,16 @@ USERS = {"alice": "physics", "bob": "chem"}
 
 @pytest.fixture
 def shared(tiny_model: Path) -> Iterator[Path]:
-    path = Path(tempfile.mkdtemp(prefix="saga-service-", dir="/tmp"))
-    path.chmod(0o755)
-    yield path
-    shutil.rmtree(path, ignore_errors=True)
+    with shared_dir("saga-service-") as path:
+        yield path
 
 
 def _wait_state(client: SlurmClient, job_id: int, done: set[str], timeout_s: float) -> str:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
-        out = subprocess.run(
-            ["sacct", "-n", "-X", "-P", "-j", str(job_id), "--format=State"],
-            capture_output=True,
-            text=True,
-            timeout=30,
-        ).stdout.strip()
-        if out and out.split()[0] in done:
-            return out.split()[0]
+        state = job_state(job_id)
+        if state in done:
+            return state
         time.sleep(1)
     return "timeout"
 
