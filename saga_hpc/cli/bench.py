@@ -31,7 +31,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         type=float,
         default=None,
         help="task arrivals per second per GPU (default: per workload, where the vllm baseline "
-        "is loaded but stable: swe-bench 0.34, webarena 0.45)",
+        "is loaded but stable: swe-bench 0.29, webarena 0.30)",
     )
     p.add_argument(
         "--burst",
@@ -41,8 +41,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     )
     p.add_argument(
         "--profile",
-        help="GPU profile name or JSON path (default h100-llama3-8b; with --real: replay the "
-        "trace in the simulator with it and report its TCT error per system)",
+        help="GPU profile name or JSON path (default h100-llama3-8b-chunked; with --real: "
+        "replay the trace in the simulator with it and report its TCT error per system)",
     )
     p.add_argument("--json", type=Path, help="write the result document here")
     p.add_argument("--plots", type=Path, help="write PNG figures into this directory")
@@ -136,7 +136,7 @@ def _bench(args: argparse.Namespace) -> int:
         return _real(args)
     from saga_hpc.bench.sim_bench import BenchConfig, run_bench, table
     from saga_hpc.core.systems import SYSTEMS
-    from saga_hpc.sim.profile import load_profile
+    from saga_hpc.sim.profile import DEFAULT_PROFILE, load_profile
     from saga_hpc.workload.generators import GENERATORS
 
     if args.gpus < 1 or args.duration <= 0 or (args.load is not None and args.load <= 0):
@@ -146,7 +146,7 @@ def _bench(args: argparse.Namespace) -> int:
     if args.jobs < 1:
         raise UsageError(f"--jobs {args.jobs}: run at least one simulation at a time")
     try:
-        profile = load_profile(args.profile or "h100-llama3-8b")
+        profile = load_profile(args.profile or DEFAULT_PROFILE)
     except ValueError as exc:
         raise UsageError(str(exc)) from exc
     cfg = BenchConfig(

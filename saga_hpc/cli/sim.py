@@ -31,7 +31,11 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         default=1.0,
         help="mean tasks one job starts at once (default 1: Poisson arrivals; docs/workloads.md)",
     )
-    p.add_argument("--profile", default="h100-llama3-8b")
+    p.add_argument(
+        "--profile",
+        help="GPU profile name or JSON path (default h100-llama3-8b-chunked: vLLM's chunked "
+        "prefill, where prompts computed on a GPU slow its decodes)",
+    )
     p.add_argument("--json", action="store_true", help="print the metrics as JSON")
     # Once the output is written nothing is open; the run's millions of objects
     # need not be freed one by one at exit (saga_hpc.cli.main).
@@ -44,7 +48,7 @@ def _sim(args: argparse.Namespace) -> int:
     from saga_hpc.core.systems import SYSTEMS
     from saga_hpc.sim.engine import Simulation
     from saga_hpc.sim.metrics import summarize
-    from saga_hpc.sim.profile import load_profile
+    from saga_hpc.sim.profile import DEFAULT_PROFILE, load_profile
     from saga_hpc.workload.generators import GENERATORS, generate
     from saga_hpc.workload.trace import TraceError, read_trace, write_trace
 
@@ -57,7 +61,7 @@ def _sim(args: argparse.Namespace) -> int:
     if not args.burst >= 1:
         raise UsageError(f"--burst {args.burst}: mean tasks per job must be at least 1")
     try:
-        profile = load_profile(args.profile)
+        profile = load_profile(args.profile or DEFAULT_PROFILE)
     except ValueError as exc:
         raise UsageError(str(exc)) from exc
     tenants = (("physics", 3.0), ("chem", 1.0))

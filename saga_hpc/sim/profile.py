@@ -11,6 +11,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 PROFILE_DIR = Path(__file__).parent / "profiles"
+# vLLM's chunked prefill: prefill slows the decodes beside it (docs/simulator.md).
+DEFAULT_PROFILE = "h100-llama3-8b-chunked"
 
 
 @dataclass(frozen=True)
@@ -30,8 +32,9 @@ class GpuProfile:
     prefill_stalls_decode: bool = False
     """Chunked prefill as vLLM runs it: a step carries a prefill chunk and the
     running decodes, so each second of prefill on a GPU lengthens every decode
-    running there by a second. False: prefill and decode each run at full rate
-    side by side (the model all shipped results use; docs/simulator.md)."""
+    running there by a second (the default profile's model). False: prefill
+    and decode each run at full rate side by side (the previous model;
+    docs/simulator.md)."""
 
     @property
     def kv_blocks(self) -> int:

@@ -8,7 +8,7 @@ from dataclasses import replace
 import pytest
 
 from saga_hpc.sim.engine import Simulation
-from saga_hpc.sim.profile import GpuProfile, load_profile
+from saga_hpc.sim.profile import DEFAULT_PROFILE, GpuProfile, load_profile
 from saga_hpc.workload.model import Step, Task
 
 PROFILE = GpuProfile("test", 16, 100_000, 10_000.0, 0.01, 0.01, 8)
@@ -45,6 +45,11 @@ def test_only_prefill_after_a_calls_first_token_delays_it() -> None:
     a_prefill = (SYSTEM + 400) / PROFILE.prefill_tokens_per_s
     assert chunked["a"] == pytest.approx(base["a"])
     assert chunked["b"][0] == pytest.approx(base["b"][0] + a_prefill)
+
+
+def test_the_default_profile_is_the_chunked_one() -> None:
+    assert DEFAULT_PROFILE == "h100-llama3-8b-chunked"
+    assert load_profile(DEFAULT_PROFILE).prefill_stalls_decode
 
 
 def test_the_chunked_profile_differs_from_its_base_in_that_alone() -> None:
