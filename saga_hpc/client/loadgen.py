@@ -47,6 +47,14 @@ class LoadResult:
     head_overhead_ms: dict[str, float] = field(default_factory=dict)
     retries: int = 0
     jobs_by_workflow: dict[str, set[str]] = field(default_factory=dict)
+    jobs_seen: dict[str, None] = field(default_factory=dict)
+    """Service jobs in the order they first answered (a dict keeps it): job ids
+    do not sort as strings ("10" < "9"), and may not be numbers (arrays: 12_3)."""
+
+    def saw_job(self, workflow: str, job: str) -> None:
+        """The service job that answered one of `workflow`'s calls."""
+        self.jobs_by_workflow.setdefault(workflow, set()).add(job)
+        self.jobs_seen.setdefault(job)
 
     def summary(self) -> dict[str, object]:
         lat = sorted(self.latencies_s)
@@ -64,7 +72,7 @@ class LoadResult:
             "latency_p99_ms": round(1000 * _quantile(lat, 0.99), 2) if lat else 0.0,
             "head_overhead_ms": self.head_overhead_ms,
             "retries": self.retries,
-            "service_jobs": sorted({j for js in self.jobs_by_workflow.values() for j in js}),
+            "service_jobs": list(self.jobs_seen),
             "workflows_across_jobs": sum(len(js) > 1 for js in self.jobs_by_workflow.values()),
         }
 
@@ -137,7 +145,7 @@ async def _agent(
             result.latencies_s.append(time.monotonic() - t)
             job = r.headers.get("x-saga-service-job")
             if job:
-                result.jobs_by_workflow.setdefault(wf, set()).add(job)
+                result.saw_job(wf, job)
             usage = r.json()["usage"]
             result.calls_ok += 1
             result.output_tokens += usage["completion_tokens"]
