@@ -8,7 +8,7 @@ from sqlalchemy.orm import Session
 
 from saga_hpc.errors import NotFound
 from saga_hpc.store.records import (
-    CallRecord,
+    CALL_FIELDS,
     StoredCall,
     ToolEdgeRow,
     WorkflowRow,
@@ -16,7 +16,9 @@ from saga_hpc.store.records import (
 )
 from saga_hpc.store.tables import Call, ToolEdge, Workflow
 
-_FIELDS = tuple(CallRecord.__dataclass_fields__)
+
+def _stored(c: Call) -> StoredCall:
+    return StoredCall(seq=c.seq, **{f: getattr(c, f) for f in CALL_FIELDS})
 
 
 def workflow_row(s: Session, workflow_id: str) -> WorkflowRow | None:
@@ -31,7 +33,7 @@ def story(s: Session, workflow_id: str) -> WorkflowStory:
     if row is None:
         raise NotFound(f"no workflow '{workflow_id}'")
     calls = [
-        StoredCall(seq=c.seq, **{f: getattr(c, f) for f in _FIELDS})
+        _stored(c)
         for c in s.scalars(select(Call).where(Call.workflow_id == workflow_id).order_by(Call.seq))
     ]
     edges = [
@@ -49,7 +51,7 @@ def calls_between(s: Session, start: float | None, end: float | None) -> list[St
         query = query.where(Call.finished_at >= start)
     if end is not None:
         query = query.where(Call.finished_at < end)
-    return [StoredCall(seq=c.seq, **{f: getattr(c, f) for f in _FIELDS}) for c in s.scalars(query)]
+    return [_stored(c) for c in s.scalars(query)]
 
 
 def list_workflows(s: Session, account: str | None, limit: int) -> list[tuple[WorkflowRow, int]]:

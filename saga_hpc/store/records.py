@@ -67,6 +67,10 @@ class LedgerBatch:
     finishes: list[tuple[str, float]] = field(default_factory=list)  # workflow id, at
 
 
+# A call's columns in the `calls` table, as the writer and the readers name them.
+CALL_FIELDS = tuple(CallRecord.__dataclass_fields__)
+
+
 @dataclass(frozen=True)
 class StoredCall(CallRecord):
     """A recorded call with its position in the workflow (0 = first)."""

@@ -16,10 +16,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from saga_hpc.store.records import CallRecord, WorkflowOpen
+from saga_hpc.store.records import CALL_FIELDS, CallRecord, WorkflowOpen
 
-_CALL_FIELDS = tuple(CallRecord.__dataclass_fields__)
-_CALL_COLUMNS = ("seq", *_CALL_FIELDS)
+_CALL_COLUMNS = ("seq", *CALL_FIELDS)
 
 
 @dataclass(frozen=True)
@@ -125,7 +124,7 @@ class LedgerSql:
         for rec in fresh:
             previous = last.get(rec.workflow_id)
             seq = previous.seq + 1 if previous is not None else 0
-            calls.append((seq, *(getattr(rec, f) for f in _CALL_FIELDS)))
+            calls.append((seq, *(getattr(rec, f) for f in CALL_FIELDS)))
             if previous is not None and previous.next_tool:
                 # The edge's duration is what the agent spent between two calls: the
                 # tool's run time plus the agent's own think time, as the service sees it.
