@@ -154,16 +154,15 @@ class Simulation:
         next_at = tasks[0].arrival_s if tasks else math.inf  # the next first call's arrival
         obj: TaskRun | None
         while events and remaining:
+            n_events += 1
             if next_at <= events[0][0]:
                 task = tasks[next_task]
                 next_task += 1
                 next_at = tasks[next_task].arrival_s if next_task < n_tasks else math.inf
                 now, kind = task.arrival_s, _ARRIVE
                 obj = self._begin(task)
-                n_events += 1
             else:
                 now, _, kind, obj = events[0]
-                n_events += 1
                 if (
                     stalls
                     and kind == _FINISH

@@ -33,9 +33,8 @@ class Gpu:
     running: int = 0
     prefill_free_at: float = 0.0
     prefill_queued_s: float = 0.0  # prefill seconds queued on it since the run began
-    pending: deque[TaskRun] = field(
-        default_factory=deque
-    )  # calls dispatched, waiting for KV memory
+    # Calls dispatched to it, waiting for KV memory.
+    pending: deque[TaskRun] = field(default_factory=deque)
     blocked: bool = False  # told the core it is out of memory
 
 
