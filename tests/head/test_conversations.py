@@ -3,35 +3,17 @@ off, gets exactly the ids and block hashes of the whole prompt."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
-import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from saga_hpc.head.conversations import Conversations
 from saga_hpc.head.prompts import PromptBuilder, prefix_hashes
+from tests.head.tokens import full_encode, marker_text
 
-# Text that can hold the template's own markers and added tokens mid-message.
-TEXT = st.lists(
-    st.sampled_from([*"ab c\n\t.é😀<>|/s", "</s>", "<s>", "<pad>", "<|user|>", "  "]),
-    max_size=40,
-).map("".join)
+TEXT = marker_text(max_size=40)
 ROLE = st.sampled_from(["system", "user", "assistant"])
 # Each turn: the messages it appends, or (an edited history) how many to drop first.
 TURN = st.tuples(st.integers(0, 3), st.lists(st.tuples(ROLE, TEXT), min_size=1, max_size=3))
-
-
-@pytest.fixture(scope="module")
-def prompts(tiny_model: Path) -> PromptBuilder:
-    return PromptBuilder(str(tiny_model), 4096)
-
-
-def whole(prompts: PromptBuilder, messages: list[dict[str, str]]) -> list[int]:
-    rendered = prompts.tokenizer.apply_chat_template(
-        messages, tokenize=False, add_generation_prompt=True
-    )
-    return list(prompts.tokenizer.backend_tokenizer.encode(rendered, add_special_tokens=False).ids)
 
 
 def conversations(prompts: PromptBuilder, block_size: int) -> Conversations:
@@ -58,7 +40,7 @@ def test_ids_and_hashes_equal_the_whole_prompts(
         del messages[len(messages) - min(drop, len(messages)) :]
         messages += [{"role": r, "content": c} for r, c in added]
         ids, hashes = conv.chat(messages, salt, ("acct", "wf"))
-        expected = whole(prompts, messages)
+        expected = full_encode(prompts, messages)
         assert list(ids) == expected
         assert hashes == prefix_hashes(expected, block_size, salt)
 
@@ -69,7 +51,7 @@ def test_an_agents_turns_reuse_the_last_prompt(prompts: PromptBuilder) -> None:
     for turn in range(6):
         messages.append({"role": "user", "content": f"tool output {turn} " * 30})
         ids, hashes = conv.chat(messages, "acct-a", ("a", "wf-1"))
-        assert list(ids) == whole(prompts, messages)
+        assert list(ids) == full_encode(prompts, messages)
         assert hashes == prefix_hashes(ids, 16, "acct-a")
         last = conv._last[("a", "wf-1")]
         rendered = prompts.render(messages)
@@ -84,7 +66,7 @@ def test_keys_are_apart_and_bounded(prompts: PromptBuilder) -> None:
     for i in range(20):
         messages = [{"role": "user", "content": f"workflow {i} " * 10}]
         ids, _ = conv.chat(messages, "acct-a", ("a", f"wf-{i}"))
-        assert list(ids) == whole(prompts, messages)
+        assert list(ids) == full_encode(prompts, messages)
     assert 0 < conv._tokens <= 300 and len(conv._last) < 20
     conv.forget(("a", "wf-19"))
     assert ("a", "wf-19") not in conv._last

@@ -2,34 +2,16 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
-import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from saga_hpc.head.prompts import PieceCache, PromptBuilder
+from tests.head.tokens import full_encode, marker_text
 
-# Text that can hold the template's own markers and added tokens mid-message.
-TEXT = st.lists(
-    st.sampled_from([*"ab c\n\t.é😀<>|/s", "</s>", "<s>", "<pad>", "<|user|>", "  "]),
-    max_size=60,
-).map("".join)
+TEXT = marker_text(max_size=60)
 MESSAGES = st.lists(
     st.tuples(st.sampled_from(["system", "user", "assistant"]), TEXT), min_size=1, max_size=6
 )
-
-
-@pytest.fixture(scope="module")
-def prompts(tiny_model: Path) -> PromptBuilder:
-    return PromptBuilder(str(tiny_model), 4096)
-
-
-def full_encode(prompts: PromptBuilder, messages: list[dict[str, str]]) -> list[int]:
-    rendered = prompts.tokenizer.apply_chat_template(
-        messages, tokenize=False, add_generation_prompt=True
-    )
-    return list(prompts.tokenizer.backend_tokenizer.encode(rendered, add_special_tokens=False).ids)
 
 
 def test_tiny_tokenizer_uses_the_cache(prompts: PromptBuilder) -> None:
