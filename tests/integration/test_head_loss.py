@@ -15,7 +15,7 @@ import pytest
 from saga_hpc.client.service import ServiceProcess, session_members
 from saga_hpc.worker.headwatch import LOST_AFTER_ENV
 from tests.support.ranks import rank_pids
-from tests.support.store import store_with_keys
+from tests.support.store import migrated_store
 
 pytestmark = [pytest.mark.vllm, pytest.mark.mpi, pytest.mark.timeout(600)]
 
@@ -27,8 +27,7 @@ def test_workers_leave_when_their_head_is_killed(
 ) -> None:
     monkeypatch.setenv(LOST_AFTER_ENV, str(LOST_AFTER_S))  # mpirun passes it to the ranks
     db = f"sqlite:///{tmp_path / 'saga.db'}"
-    store, _ = store_with_keys(db, {"physics": "alice"})
-    store.close()
+    migrated_store(db).close()  # the service's store; no call is made
     svc = ServiceProcess(tiny_model, db, tmp_path / "run", workers=1, ready_timeout_s=400)
     with svc:
         assert svc.proc is not None

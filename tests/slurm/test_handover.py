@@ -15,8 +15,8 @@ import pytest
 
 from saga_hpc.slurm.client import SlurmClient
 from saga_hpc.slurm.sync import sync_accounts
-from saga_hpc.store.store import Store
 from tests.slurm.jobs import job_state, shared_dir
+from tests.support.store import migrated_store
 
 pytestmark = [pytest.mark.slurm, pytest.mark.vllm, pytest.mark.timeout(900)]
 REPO = Path(__file__).resolve().parents[2]
@@ -31,8 +31,7 @@ def shared(tiny_model: Path) -> Iterator[Path]:
 
 def test_running_workflows_survive_the_walltime_handover(shared: Path, tiny_model: Path) -> None:
     db = f"sqlite:///{shared / 'saga.db'}"
-    store = Store.open(db)
-    store.upgrade()
+    store = migrated_store(db)
     client = SlurmClient()
     sync_accounts(client, store)
     (shared / "key").write_text(store.create_api_key("alice", "physics")[1])

@@ -15,6 +15,7 @@ from saga_hpc.cli.main import main
 from saga_hpc.slurm.client import SlurmClient, SlurmError
 from saga_hpc.slurm.sync import sync_accounts
 from saga_hpc.store.store import Store
+from tests.support.store import migrated_store
 
 pytestmark = pytest.mark.slurm
 
@@ -47,8 +48,7 @@ def test_client_sees_associations_and_shares(temp_account: str) -> None:
 
 
 def test_sync_mirrors_slurm_and_removal_revokes(temp_account: str, tmp_path: Path) -> None:
-    store = Store.open(f"sqlite:///{tmp_path / 'saga.db'}")
-    store.upgrade()
+    store = migrated_store(f"sqlite:///{tmp_path / 'saga.db'}")
     summary = sync_accounts(SlurmClient(), store)
     assert summary.associations >= 1
     assert store.has_association("bob", temp_account)

@@ -17,8 +17,8 @@ import pytest
 
 from saga_hpc.slurm.client import SlurmClient
 from saga_hpc.slurm.sync import sync_accounts
-from saga_hpc.store.store import Store
 from tests.slurm.jobs import job_state, shared_dir
+from tests.support.store import migrated_store
 
 pytestmark = [pytest.mark.slurm, pytest.mark.vllm, pytest.mark.timeout(600)]
 REPO = Path(__file__).resolve().parents[2]
@@ -69,8 +69,7 @@ def _jobs() -> list[str]:
 
 def test_a_service_whose_head_dies_restarts_itself(shared: Path, tiny_model: Path) -> None:
     db = f"sqlite:///{shared / 'saga.db'}"
-    store = Store.open(db)
-    store.upgrade()
+    store = migrated_store(db)
     sync_accounts(SlurmClient(), store)
     key = store.create_api_key("alice", "physics")[1]
     env = (

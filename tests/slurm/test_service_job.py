@@ -14,8 +14,8 @@ import pytest
 
 from saga_hpc.slurm.client import SlurmClient
 from saga_hpc.slurm.sync import sync_accounts
-from saga_hpc.store.store import Store
 from tests.slurm.jobs import job_state, shared_dir
+from tests.support.store import migrated_store
 
 pytestmark = [pytest.mark.slurm, pytest.mark.vllm, pytest.mark.timeout(600)]
 REPO = Path(__file__).resolve().parents[2]
@@ -40,8 +40,7 @@ def _wait_state(client: SlurmClient, job_id: int, done: set[str], timeout_s: flo
 
 def test_service_job_serves_two_accounts_and_ends_cleanly(shared: Path, tiny_model: Path) -> None:
     db = f"sqlite:///{shared / 'saga.db'}"
-    store = Store.open(db)
-    store.upgrade()
+    store = migrated_store(db)
     sync_accounts(SlurmClient(), store)
     client = SlurmClient()
     for user, account in USERS.items():
