@@ -97,7 +97,10 @@ class SlurmClient:
         return parse_sshare(self._run(["sshare", "-a", "-P", "-l"]))
 
     def jobs(self, user: str | None = None) -> list[Job]:
-        return parse_squeue_json(self._run(["squeue", "--json", *(["-u", user] if user else [])]))
+        # Slurm 22.05's `squeue --json` ignores -u (and -j): it lists every job,
+        # so the filter is applied here too.
+        jobs = parse_squeue_json(self._run(["squeue", "--json", *(["-u", user] if user else [])]))
+        return [j for j in jobs if user is None or j.user == user]
 
     def job(self, job_id: int) -> Job | None:
         jobs = parse_squeue_json(

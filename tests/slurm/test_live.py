@@ -90,6 +90,7 @@ def test_submit_list_cancel_as_another_user(shared_dir: Path) -> None:
     script.chmod(0o755)
     client = SlurmClient()
     job_id = client.submit(script, account="physics", user="alice")
+    other_id = client.submit(script, account="chem", user="bob")  # must not be listed as alice's
     try:
         job = None
         for _ in range(40):
@@ -98,9 +99,13 @@ def test_submit_list_cancel_as_another_user(shared_dir: Path) -> None:
                 break
             time.sleep(0.25)
         assert job is not None and (job.user, job.account) == ("alice", "physics")
-        assert job in client.jobs(user="alice")
+        # By id: the job's state may move on between the two queries.
+        listed = client.jobs(user="alice")
+        assert job_id in [j.job_id for j in listed]
+        assert {j.user for j in listed} == {"alice"}, listed
     finally:
         client.cancel(job_id)
+        client.cancel(other_id)
     with pytest.raises(SlurmError, match="Invalid account"):
         client.submit(script, account="physics", user="bob")
 
