@@ -116,12 +116,16 @@ async def _agent(
     while budget[0] > 0 and time.monotonic() < deadline:
         wf = f"load-{index}-{wf_round}-{time.time_ns()}"
         history = "system prompt of the load agent " * 8
-        for turn in range(spec.turns):
-            if budget[0] <= 0 or time.monotonic() >= deadline:
+        # A workflow takes its calls from the budget when it starts: an agent that
+        # runs ahead (its peers waiting out a handover) must not start another
+        # workflow with calls its peers' workflows still need.
+        turns = min(spec.turns, budget[0])
+        budget[0] -= turns
+        for turn in range(turns):
+            if time.monotonic() >= deadline:
                 return
-            budget[0] -= 1
             history += f" turn {turn} " + "observation " * spec.prompt_words
-            last = turn == spec.turns - 1
+            last = turn == turns - 1
             headers = {"Authorization": f"Bearer {key}", "X-Saga-Workflow": wf}
             headers |= {"X-Saga-Workflow-End": "true"} if last else {"X-Saga-Next-Tool": "bash"}
             body = {
