@@ -92,7 +92,11 @@ class KVPool:
         # (every policy but belady, whose oracle rank must be taken when it changes).
         self._deferred = policy != "belady"
         self._queued: list[_Entry] = []
-        self._expiries: list[tuple[float, str]] = []  # (hint until, key): re-rank when it lapses
+        # When hints lapse, to rank their entries again: each time once on a heap of
+        # plain floats (they sift faster than (time, key) tuples), and the key whose
+        # hint lapses then (a list of keys when several share the time: rare).
+        self._expiry_times: list[float] = []
+        self._expiring: dict[float, str | list[str]] = {}
         # The one rank the clock alone can change, a hint lapsing (ttl: pinned, aeg:
         # hinted; lru: none): a slot of any other rank is still right when it
         # reaches the top, as every other change goes through `_push` and makes the
@@ -195,7 +199,14 @@ class KVPool:
         e = self.entries.get(key)
         if e is not None:
             e.retain_until, e.score, e.released = until, score, False
-            heapq.heappush(self._expiries, (until, key))
+            keys = self._expiring.get(until)
+            if keys is None:
+                self._expiring[until] = key
+                heapq.heappush(self._expiry_times, until)
+            elif isinstance(keys, list):
+                keys.append(key)
+            else:
+                self._expiring[until] = [keys, key]
             if e.refs == 0:
                 self._push(e, now)
 
@@ -329,11 +340,15 @@ class KVPool:
     def _make_room(self, blocks: int, exclude: tuple[str | None, ...], now: float) -> bool:
         if blocks <= self.capacity - self.used:
             return True
-        while self._expiries and self._expiries[0][0] <= now:  # lapsed hints: ordinary again
-            until, key = heapq.heappop(self._expiries)
-            e = self.entries.get(key)
-            if e is not None and e.refs == 0 and e.retain_until == until:
-                self._push(e, now)
+        times = self._expiry_times
+        while times and times[0] <= now:  # lapsed hints: ordinary again
+            until = heapq.heappop(times)
+            keys = self._expiring.pop(until)
+            # Keys sharing a time in order, as (until, key) tuples would leave a heap.
+            for key in sorted(keys) if isinstance(keys, list) else (keys,):
+                e = self.entries.get(key)
+                if e is not None and e.refs == 0 and e.retain_until == until:
+                    self._push(e, now)
         if blocks > self.capacity - self.pinned:
             return False
         if self._deferred:

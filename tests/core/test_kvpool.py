@@ -93,6 +93,21 @@ def test_waiting_call_keeps_its_context() -> None:
     assert evicted_first(pool, 10.0) == "b"
 
 
+def test_hints_lapsing_at_the_same_time_all_lapse() -> None:
+    pool = KVPool(16, "ttl")
+    fill(pool, ["a", "b", "c", "d"])
+    pool.retain("b", 8.0, score=1.0, now=4.0)  # two hints lapse at 8.0, the later key first
+    pool.retain("a", 8.0, score=1.0, now=4.0)
+    pool.retain("c", 100.0, score=1.0, now=4.0)
+    assert pool.admit("p", 0, 4, 5.0) is not None  # a, b and c ranked under their pins
+    assert pool.cached("d") == 0
+    pool.finish("p", 9.0)
+    assert pool.admit("q", 0, 4, 10.0) is not None
+    assert pool.admit("r", 0, 4, 11.0) is not None
+    # Both pins lapsed at 8: a and b go first (least recent), before p (used at 9) and c.
+    assert [pool.cached(k) for k in "abcp"] == [0, 0, 4, 4]
+
+
 def test_bad_policy() -> None:
     with pytest.raises(ValueError, match="unknown eviction policy"):
         KVPool(10, "random")
