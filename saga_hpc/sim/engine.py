@@ -23,6 +23,7 @@ from __future__ import annotations
 import heapq
 import math
 import zlib
+from collections import deque
 from collections.abc import Callable
 
 from saga_hpc.core.cost import CostModel
@@ -37,7 +38,8 @@ from saga_hpc.core.types import (
     Retain,
 )
 from saga_hpc.nogc import collector_paused
-from saga_hpc.sim.gpu import Gpu, check_fits, decode_stall, report, start
+from saga_hpc.sim.events import DueQueue
+from saga_hpc.sim.gpu import Gpu, check_fits, report, start
 from saga_hpc.sim.profile import GpuProfile
 from saga_hpc.sim.records import FIELDS, CallRecord, CallRecords, SimResult
 from saga_hpc.sim.task_run import TaskRun
@@ -45,7 +47,6 @@ from saga_hpc.workload.model import Task
 
 __all__ = ["EVICTION", "CallRecord", "SimResult", "Simulation"]
 
-_ARRIVE, _FINISH, _TICK = 0, 1, 2
 EVICTION = {"lru": "lru", "ttl": "ttl", "aeg": "aeg", "belady": "belady"}
 
 
@@ -107,14 +108,12 @@ class Simulation:
         self.step_s = [profile.step_s(b) for b in range(profile.max_batch + 2)]
         self.prefill_rate = profile.prefill_tokens_per_s
         self._overhead = profile.call_overhead_s
-        self._sys_key: dict[tuple[str, str], str] = {}
-        self._sys_hash: dict[tuple[str, str], int] = {}
+        self._shared: dict[tuple[str, str], tuple[str, int]] = {}
         weights = shares or {}
         if weights:
             self.sched.update_shares(weights, 0.0)
         self.tick_s, self.sample_s = tick_s, sample_s
-        self._events: list[tuple[float, int, int, TaskRun | None]] = []
-        self._seq = 0
+        self.queue = DueQueue()  # sim/events.py
         self._runs: dict[str, TaskRun] = {}  # tasks arrived and not finished, by task id
         self.records = CallRecords()
         # each field's column's append, in CallRecord's order (one per call that ends)
@@ -142,9 +141,11 @@ class Simulation:
         # trace. A first call goes before a heap event at the same time, as it
         # would with the smaller sequence number of an up-front push.
         tasks, n_tasks, next_task = self.tasks, len(self.tasks), 0
-        events, pop, replace = self._events, heapq.heappop, heapq.heapreplace
+        queue = self.queue
+        times, due, also_due = queue.times, queue.due, queue.also_due
+        pop, replace = heapq.heappop, heapq.heapreplace
         gpus = self.gpus
-        self._push(0.0, _TICK, None)
+        queue.push(0.0, None)
         now = 0.0
         remaining = n_tasks
         next_sample = 0.0
@@ -153,39 +154,57 @@ class Simulation:
         n_events = 0
         next_at = tasks[0].arrival_s if tasks else math.inf  # the next first call's arrival
         obj: TaskRun | None
-        while events and remaining:
+        while times and remaining:
             n_events += 1
-            if next_at <= events[0][0]:
+            if next_at <= times[0]:
                 task = tasks[next_task]
                 next_task += 1
                 next_at = tasks[next_task].arrival_s if next_task < n_tasks else math.inf
-                now, kind = task.arrival_s, _ARRIVE
+                now = task.arrival_s
                 obj = self._begin(task)
             else:
-                now, _, kind, obj = events[0]
-                if (
-                    stalls
-                    and kind == _FINISH
-                    and obj is not None
-                    and (stall := decode_stall(gpus[obj.gpu], obj, now))
-                ):
-                    # Prompts were computed on its GPU meanwhile: it comes due again
-                    # later. One sift of the heap (pop and push at once), not two.
-                    self._seq = seq = self._seq + 1
-                    replace(events, (now + stall, seq, _FINISH, obj))
-                    continue
-                pop(events)
+                now = times[0]
+                obj = due.pop(now)
+                # The event leaves the queue: the next one due at the same time, if
+                # any, takes its place.
+                if also_due and now in also_due:
+                    later = also_due[now]
+                    due[now] = later.popleft()
+                    if not later:
+                        del also_due[now]
+                if stalls and obj is not None and obj.finishing:
+                    # Does the call end later, by the prefill done on its GPU since its
+                    # first token (and, if it is held up, the prefill still ahead)?
+                    # sim/gpu.py explains the model; written out here, once per event.
+                    gpu = gpus[obj.gpu]
+                    queued = gpu.prefill_queued_s
+                    ahead = gpu.prefill_free_at - now
+                    if ahead < 0.0:
+                        ahead = 0.0
+                    stall = queued - ahead - obj.prefill_seen
+                    if stall > 1e-9:
+                        # Prompts were computed on its GPU meanwhile: it comes due again
+                        # later. One sift of the heap (pop and push at once), not two.
+                        stall += ahead
+                        obj.prefill_seen = queued
+                        obj.service_s += stall
+                        at = now + stall
+                        if due.setdefault(at, obj) is not obj:  # something is due then
+                            also_due.setdefault(at, deque()).append(obj)
+                        replace(times, at)
+                        continue
+                pop(times)
             if obj is not None:
-                if kind == _ARRIVE:
-                    arrive(obj, now)
-                else:
+                if obj.finishing:
                     remaining -= finish(obj, now)
+                else:
+                    arrive(obj, now)
             else:
                 self.apply(self.sched.tick(now), now)
                 if now >= next_sample:
                     self._sample(now)
                     next_sample = now + self.sample_s
-                self._push(now + self.tick_s, _TICK, None)
+                queue.push(now + self.tick_s, None)
         self.events += n_events
         return SimResult(
             self.system,
@@ -201,48 +220,28 @@ class Simulation:
             now,
         )
 
-    def _push(self, at: float, kind: int, obj: TaskRun | None) -> None:
-        self._seq += 1
-        heapq.heappush(self._events, (at, self._seq, kind, obj))
-
     # ------------------------------------------------------------------ calls
 
     def _begin(self, task: Task) -> TaskRun:
         """A task's first call arrives: its per-task state, computed once."""
         # Two coarse "blocks" stand for the prompt's prefix: the shared system prompt
         # and the workflow's own context (per-block hashes would cost O(context) per call).
+        shared_key, shared_hash = self._shared_prefix(task)
         run = self._runs[task.task_id] = TaskRun(
             task,
             self._prompt_sizes.pop(task.task_id, []) or task.prompt_tokens(),
-            (self._class_hash(task), zlib.crc32(task.task_id.encode())),
-            self._shared_key(task),
+            (shared_hash, zlib.crc32(task.task_id.encode())),
+            shared_key,
             task.system_tokens // self.block,
         )
-        self._next_call(run, 0, task.arrival_s)
+        # Its first call (index 0, nothing of its own context to reuse); `_finish`
+        # makes each next one.
+        run.call_id = f"{task.task_id}#0"
+        run.prompt = prompt = run.prompts[0]
+        run.out = out = task.steps[0].output_tokens
+        run.arrived = task.arrival_s
+        run.own_blocks = -(-(prompt - task.system_tokens + out) // self.block)  # ceil
         return run
-
-    def _next_call(self, run: TaskRun, index: int, at: float) -> None:
-        """Make the task's `index`-th call, arriving `at`, its current one."""
-        task, prompts, block = run.task, run.prompts, self.block
-        step = task.steps[index]
-        prompt = prompts[index]
-        if index:
-            previous = task.steps[index - 1]
-            previous_context = prompts[index - 1] + previous.output_tokens - task.system_tokens
-            # own-context tokens reused: min(step.keep_tokens, previous_context)
-            keep = step.keep_tokens
-            if previous_context < keep:
-                keep = previous_context
-        else:
-            keep = 0
-        out = step.output_tokens
-        run.index = index
-        run.call_id = f"{task.task_id}#{index}"
-        run.prompt = prompt
-        run.out = out
-        run.arrived = at
-        run.keep_blocks = keep // block
-        run.own_blocks = -(-(prompt - task.system_tokens + out) // block)  # ceil
 
     def _arrive(self, run: TaskRun, now: float) -> None:
         task = run.task
@@ -265,7 +264,7 @@ class Simulation:
         self.apply(self.sched.submit(spec, now), now)
 
     def apply(self, decisions: list[Decision], now: float) -> None:
-        gpu_of_worker = self._gpu_of_worker
+        gpu_of_worker, queue = self._gpu_of_worker, self.queue
         for d in decisions:
             if isinstance(d, Dispatch):
                 run = self._runs[d.workflow_id]  # its one call in flight is the one dispatched
@@ -278,8 +277,11 @@ class Simulation:
                 if not gpu.pending:
                     finish_at = start(self, run, now)
                     if finish_at is not None:
-                        self._seq = seq = self._seq + 1
-                        heapq.heappush(self._events, (finish_at, seq, _FINISH, run))
+                        run.finishing = True
+                        # queue.push written out: once per call
+                        if queue.due.setdefault(finish_at, run) is not run:
+                            queue.also_due.setdefault(finish_at, deque()).append(run)
+                        heapq.heappush(queue.times, finish_at)
                         continue
                 # It waits on this GPU (FIFO) until a call there ends.
                 gpu.pending.append(run)
@@ -336,9 +338,12 @@ class Simulation:
         )
         if not last:
             run.left_gpu, run.left_blocks = g, cached
-            self._seq = seq = self._seq + 1
-            self._next_call(run, index + 1, back)
-            heapq.heappush(self._events, (back, seq, _ARRIVE, run))
+            run.next_call(back, self.block)
+            run.finishing = False
+            queue = self.queue
+            if queue.due.setdefault(back, run) is not run:  # queue.push written out: once per call
+                queue.also_due.setdefault(back, deque()).append(run)
+            heapq.heappush(queue.times, back)
         else:
             self.tct[task_id] = now + self._overhead - task.arrival_s
             for other in run.gpus:
@@ -346,11 +351,12 @@ class Simulation:
         self.apply(self.sched.complete(outcome, now), now)
         pending = gpu.pending
         while pending:
-            finish_at = start(self, pending[0], now)
+            waiting = pending[0]
+            finish_at = start(self, waiting, now)
             if finish_at is None:
                 break
-            self._seq = seq = self._seq + 1
-            heapq.heappush(self._events, (finish_at, seq, _FINISH, pending[0]))
+            waiting.finishing = True
+            self.queue.push(finish_at, waiting)
             pending.popleft()
         if gpu.blocked and not pending:
             report(self, gpu, False, now)
@@ -358,23 +364,17 @@ class Simulation:
 
     # ---------------------------------------------------------------- helpers
 
-    def _shared_key(self, task: Task) -> str:
-        """The pool key of the shared system prompt of a task's tenant and class:
-        tenants never share cached blocks (the service salts each account's
-        prefixes, `cache_salt`), so each tenant's copy is its own entry."""
+    def _shared_prefix(self, task: Task) -> tuple[str, int]:
+        """The pool key of the shared system prompt of a task's tenant and class
+        (tenants never share cached blocks: the service salts each account's
+        prefixes, `cache_salt`, so each tenant's copy is its own entry), and its
+        prefix hash for routing, salted by tenant like the head's."""
         who = (task.tenant, task.task_class)
-        key = self._sys_key.get(who)
-        if key is None:
-            key = self._sys_key[who] = f"sys:{task.tenant}:{task.task_class}"
-        return key
-
-    def _class_hash(self, task: Task) -> int:
-        """The shared prompt's prefix hash for routing, salted by tenant like the head's."""
-        who = (task.tenant, task.task_class)
-        h = self._sys_hash.get(who)
-        if h is None:
-            h = self._sys_hash[who] = zlib.crc32(f"{task.tenant}:{task.task_class}".encode())
-        return h
+        shared = self._shared.get(who)
+        if shared is None:
+            name = f"{task.tenant}:{task.task_class}"
+            shared = self._shared[who] = (f"sys:{name}", zlib.crc32(name.encode()))
+        return shared
 
     def _next_use(self, key: str, now: float) -> float:
         """Belady's oracle: when this context is needed next (inf: never)."""

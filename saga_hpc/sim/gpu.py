@@ -6,8 +6,15 @@ it, and telling the core when calls wait on it for memory.
   GPU's earlier prefills (chunked prefill shares one compute budget, so a
   recomputed prefix delays the GPU's other arrivals too), then `out` decode
   steps whose length depends on the batch size when it starts.
-- `decode_stall`: with the profile's `prefill_stalls_decode`, how much later
-  a call ends because prompts were computed on its GPU while it decoded.
+- with the profile's `prefill_stalls_decode` (chunked prefill: every engine
+  step carries a prefill chunk with the running decodes, so while prompts
+  are computed each decode step takes the chunk's time too), a call ends
+  later by the prefill done on its GPU since its first token. Prefill is
+  serial per GPU: what has run by `now` is all that was queued
+  (`prefill_queued_s`) less what is still ahead (`prefill_free_at - now`).
+  If the call was held up, it also waits for the prefill already queued,
+  which runs first; prefill queued later is counted when it comes due again.
+  The engine's event loop checks this as a call comes due (`Simulation._run`).
 - `report`: the GPU's memory-blocked state, as a worker's heartbeat says it.
 - `check_fits`: a trace whose call could never fit a GPU is refused up front.
 """
@@ -114,26 +121,3 @@ def check_fits(tasks: list[Task], profile: GpuProfile) -> dict[str, list[int]]:
                     f"do not fit a GPU's KV pool ({limit} tokens, profile {profile.name})"
                 )
     return sizes
-
-
-def decode_stall(gpu: Gpu, run: TaskRun, now: float) -> float:
-    """With `prefill_stalls_decode`: how much later than `now` the call decoding
-    on this GPU ends, because prompts were computed there meanwhile (0: now).
-
-    Under chunked prefill every engine step carries a prefill chunk with the
-    running decodes, so while prompts are computed each decode step takes the
-    chunk's time too: a decode lasts its own steps plus the prefill done
-    meanwhile. Prefill is serial per GPU: what has run by `now` is all that was
-    queued less what is still ahead. If the call was held up, it also waits for
-    the prefill already queued, which runs first; prefill queued later is
-    counted when the call comes due again."""
-    queued = gpu.prefill_queued_s
-    ahead = gpu.prefill_free_at - now
-    if ahead < 0.0:
-        ahead = 0.0
-    stall = queued - ahead - run.prefill_seen
-    if stall <= 1e-9:
-        return 0.0
-    run.prefill_seen = queued
-    run.service_s += stall + ahead
-    return stall + ahead

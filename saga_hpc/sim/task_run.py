@@ -6,6 +6,10 @@ from dataclasses import dataclass, field
 
 from saga_hpc.workload.model import Task
 
+# A call's id is its task's and its index, "task#3": the suffixes made once (an
+# int formatted per call costs more than the concatenation).
+_CALL_SUFFIX = tuple(f"#{i}" for i in range(1024))
+
 
 @dataclass(slots=True)
 class TaskRun:
@@ -33,7 +37,27 @@ class TaskRun:
     keep_blocks: int = 0  # own-context blocks reusable from the previous call
     own_blocks: int = 0  # blocks of its own context with its output (prompt + out - system)
     gpu: int = -1
+    finishing: bool = False  # what it is due for in the event queue: its call's end, or arrival
     hit: int = 0
     first_token: float = 0.0
     service_s: float = 0.0
     prefill_seen: float = 0.0  # its GPU's prefill seconds counted into its decode so far
+
+    def next_call(self, at: float, block: int) -> None:
+        """The current call ended: the task's next one, arriving `at`, is current
+        now (what of its own context it may reuse, the blocks it needs)."""
+        task = self.task
+        system = task.system_tokens
+        context = self.prompt + self.out - system  # the ended call's own context
+        self.index = index = self.index + 1
+        step = task.steps[index]
+        keep = step.keep_tokens  # own-context tokens reused: min(keep_tokens, context)
+        if context < keep:
+            keep = context
+        task_id = task.task_id
+        self.call_id = task_id + _CALL_SUFFIX[index] if index < 1024 else f"{task_id}#{index}"
+        self.prompt = prompt = self.prompts[index]
+        self.out = out = step.output_tokens
+        self.arrived = at
+        self.keep_blocks = keep // block
+        self.own_blocks = -(-(prompt - system + out) // block)  # ceil
