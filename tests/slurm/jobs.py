@@ -3,6 +3,7 @@ job's state as sacct reports it."""
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import tempfile
@@ -22,7 +23,10 @@ def shared_dir(prefix: str, cancel_name: str | None = None) -> Iterator[Path]:
     finally:
         if cancel_name is not None:
             subprocess.run(["scancel", "-n", cancel_name], capture_output=True)
-        shutil.rmtree(path, ignore_errors=True)
+        if os.environ.get("SAGA_TEST_KEEP"):  # for a post-mortem of the service's logs
+            print(f"kept {path}")
+        else:
+            shutil.rmtree(path, ignore_errors=True)
 
 
 def job_state(job: int | str) -> str:
