@@ -284,12 +284,16 @@ class HeadService:
             case Tokens():
                 ctx = self.calls.get(msg.call_id)
                 if ctx is not None:
+                    # A worker whose tokens arrive is alive, even if its heartbeats
+                    # do not (once seen late by 5 s while it streamed: declared dead).
+                    self.registry.seen(ctx.worker_id, now)
                     ctx.streamed_tokens = msg.output_tokens
                     if ctx.stream:  # a whole answer waits for Done only: no wake-up per frame
                         ctx.events.put_nowait(msg)
             case Done():
                 ctx = self.calls.pop(msg.call_id, None)
                 if ctx is not None:
+                    self.registry.seen(ctx.worker_id, now)
                     self._spawn(self._finish(ctx, msg))
             case Failed():
                 self._on_failed(msg, now)

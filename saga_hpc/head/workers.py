@@ -32,8 +32,9 @@ class WorkerRegistry:
         self._workers[info.worker_id] = handle
         return handle
 
-    def seen(self, worker_id: str, now: float, heartbeat: Heartbeat | None = None) -> None:
-        handle = self._workers.get(worker_id)
+    def seen(self, worker_id: str | None, now: float, heartbeat: Heartbeat | None = None) -> None:
+        """A sign of life: a heartbeat, or a frame of a call the worker runs."""
+        handle = self._workers.get(worker_id) if worker_id is not None else None
         if handle is None or not handle.alive:
             return
         handle.last_seen = now

@@ -7,13 +7,14 @@ import asyncio
 import threading
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import zmq
 import zmq.asyncio
 
 from saga_hpc.core.systems import make_scheduler
 from saga_hpc.head.service import HeadService, HeadSettings
-from saga_hpc.protocol import Heartbeat, Register, encode
+from saga_hpc.protocol import Heartbeat, Register, Tokens, encode
 from saga_hpc.store.store import Store
 from tests.support.store import migrated_store
 
@@ -66,3 +67,27 @@ def test_heartbeats_queued_while_the_head_was_late_count(tmp_path: Path) -> None
     alive_after_stall, alive_after_silence = asyncio.run(scenario(store))
     assert alive_after_stall
     assert not alive_after_silence
+
+
+def test_a_worker_whose_tokens_arrive_is_alive_without_heartbeats(tmp_path: Path) -> None:
+    """Its heartbeats late (a starved thread), its call's tokens still coming:
+    alive; silent on both counts for the timeout: dead."""
+    store = migrated_store(f"sqlite:///{tmp_path / 'saga.db'}")
+    head = HeadService(
+        HeadSettings(heartbeat_s=0.2, worker_timeout_s=TIMEOUT_S),
+        store,
+        make_scheduler("vllm"),
+        "tiny",
+    )
+    head.liveness.joined(Register("w1", 1, "n1", 1, "tiny", 8, 10_000, 32, 1.0), b"w1", 100.0)
+    # Only what the frame handlers read of an in-flight call.
+    head.calls["c1"] = SimpleNamespace(worker_id="w1", stream=False, streamed_tokens=0)  # type: ignore[assignment]
+    head._on_message(b"w1", Tokens("c1", "hi", 1))  # at time.time(), long after 100.0
+    head.liveness.expire(time.time() + TIMEOUT_S / 2)
+    assert [w.worker_id for w in head.registry.alive()] == ["w1"]
+    del head.calls["c1"]  # its call over, nothing more comes from it
+    head.liveness.expire(time.time() + TIMEOUT_S + 0.5)
+    assert head.registry.alive() == []
+    head.router.close(linger=0)  # never started: its socket would hold the exit
+    head.ctx.term()
+    store.close()
