@@ -123,7 +123,11 @@ def test_head_follows_slurm_accounts_and_shares(
             time.sleep(0.2)
         assert store.has_association("bob", temp_account)
         assert h.runtime.head is not None
-        weights = h.runtime.head.scheduler.ordering.weights  # type: ignore[attr-defined]
+        ordering = h.runtime.head.scheduler.ordering
+        # The sync writes the store, then hands the shares to the scheduler (a new dict).
+        while temp_account not in ordering.weights and time.monotonic() < deadline:  # type: ignore[attr-defined]
+            time.sleep(0.05)
+        weights = ordering.weights  # type: ignore[attr-defined]
         assert weights[temp_account] == pytest.approx(store.shares()[temp_account])
         sacctmgr("delete", "user", "bob", f"account={temp_account}")
         deadline = time.monotonic() + 20
