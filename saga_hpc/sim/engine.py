@@ -278,10 +278,7 @@ class Simulation:
                     finish_at = start(self, run, now)
                     if finish_at is not None:
                         run.finishing = True
-                        # queue.push written out: once per call
-                        if queue.due.setdefault(finish_at, run) is not run:
-                            queue.also_due.setdefault(finish_at, deque()).append(run)
-                        heapq.heappush(queue.times, finish_at)
+                        queue.push(finish_at, run)
                         continue
                 # It waits on this GPU (FIFO) until a call there ends.
                 gpu.pending.append(run)
@@ -340,10 +337,7 @@ class Simulation:
             run.left_gpu, run.left_blocks = g, cached
             run.next_call(back, self.block)
             run.finishing = False
-            queue = self.queue
-            if queue.due.setdefault(back, run) is not run:  # queue.push written out: once per call
-                queue.also_due.setdefault(back, deque()).append(run)
-            heapq.heappush(queue.times, back)
+            self.queue.push(back, run)
         else:
             self.tct[task_id] = now + self._overhead - task.arrival_s
             for other in run.gpus:

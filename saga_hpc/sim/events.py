@@ -9,7 +9,8 @@ every lookup: one per push and one per pop (`setdefault`, `pop`).
 
 A run is due once at a time: its next call's arrival, or its call's end
 (`TaskRun.finishing`); None is a tick. The engine's loop pops inline, once
-per event, and writes `push` out where it is once per call.
+per event, and re-queues a stalled call inline too (one heap sift for the pop
+and the push).
 """
 
 from __future__ import annotations
