@@ -165,11 +165,7 @@ class Scheduler(SchedulerState):
         if entry is None:
             return []
         spec, worker_id, _ = entry
-        view = self.workers.get(worker_id)
-        if view is not None:  # _free_slot written out: once per call
-            view.running.discard(outcome.call_id)
-            self._free.add(worker_id)
-            self._dirty.add(worker_id)
+        self._free_slot(worker_id, outcome.call_id)
         service = self.cost.service(
             outcome.prompt_tokens, outcome.cached_tokens, outcome.output_tokens
         )

@@ -88,7 +88,7 @@ class SchedulerState:
             return self._pump(now, stim)
         target, reason = self._route(spec, flow)
         view = self.workers[target]
-        if self._dirty or view.waiting or view.blocked or view.slots <= len(view.running):
+        if self._dirty or view.waiting or view.free() <= 0:
             self._queue(Waiting(spec, now, seq, reason), target, flow)
             return self._pump(now, stim)
         # No other worker is ready and this one has a free slot and an empty queue:
@@ -177,9 +177,8 @@ class SchedulerState:
         """Run the call (`seq`-th to arrive) on `view`'s worker; `flow`: its workflow
         when the caller has it at hand (else looked up)."""
         worker_id = view.worker_id
-        running = view.running
-        running.add(spec.call_id)
-        if view.blocked or view.slots == len(running):  # view.free() == 0
+        view.running.add(spec.call_id)
+        if view.free() == 0:
             self._free.discard(worker_id)
         self.running[spec.call_id] = (spec, worker_id, seq)
         if flow is None:
