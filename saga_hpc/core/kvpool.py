@@ -93,10 +93,10 @@ class KVPool:
         self._deferred = policy != "belady"
         self._queued: list[_Entry] = []
         # When hints lapse, to rank their entries again: each time once on a heap of
-        # plain floats (they sift faster than (time, key) tuples), and the key whose
-        # hint lapses then (a list of keys when several share the time: rare).
+        # plain floats (they sift faster than (time, key) tuples), and the keys whose
+        # hints lapse then.
         self._expiry_times: list[float] = []
-        self._expiring: dict[float, str | list[str]] = {}
+        self._expiring: dict[float, list[str]] = {}
         # The one rank the clock alone can change, a hint lapsing (ttl: pinned, aeg:
         # hinted; lru: none): a slot of any other rank is still right when it
         # reaches the top, as every other change goes through `_push` and makes the
@@ -201,12 +201,10 @@ class KVPool:
             e.retain_until, e.score, e.released = until, score, False
             keys = self._expiring.get(until)
             if keys is None:
-                self._expiring[until] = key
+                self._expiring[until] = [key]
                 heapq.heappush(self._expiry_times, until)
-            elif isinstance(keys, list):
-                keys.append(key)
             else:
-                self._expiring[until] = [keys, key]
+                keys.append(key)
             if e.refs == 0:
                 self._push(e, now)
 
@@ -345,7 +343,7 @@ class KVPool:
             until = heapq.heappop(times)
             keys = self._expiring.pop(until)
             # Keys sharing a time in order, as (until, key) tuples would leave a heap.
-            for key in sorted(keys) if isinstance(keys, list) else (keys,):
+            for key in sorted(keys):
                 e = self.entries.get(key)
                 if e is not None and e.refs == 0 and e.retain_until == until:
                     self._push(e, now)
