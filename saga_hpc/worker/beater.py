@@ -11,12 +11,15 @@ so each beat also asks the event loop to answer (`call_soon_threadsafe`); when
 the loop has not answered for `stall_limit_s`, the thread stops beating and the
 head declares the worker dead as it would a silent one. A busy loop answers
 within a second or two; only a stuck one goes quiet.
+
+A beat that leaves late (the thread itself did not run: the GIL held by a long
+C call, or a starved machine) or cannot be queued is logged, so that a worker
+the head took for dead can be told apart from a head that read late.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import threading
 import time
@@ -32,6 +35,13 @@ log = logging.getLogger("saga_hpc.worker")
 # Far above the worst lateness seen on a busy loop (3.5 s), far below what a
 # wedged worker would otherwise get (forever).
 STALL_LIMIT_S = 30.0
+
+
+def late_after_s(interval_s: float) -> float:
+    """A gap between two beats sent that is worth a warning: well past the
+    interval (a wake-up is never exact), and a noticeable share of the head's
+    5 s timeout."""
+    return max(3.0 * interval_s, 2.0)
 
 
 class HeartbeatThread:
@@ -80,6 +90,8 @@ class HeartbeatThread:
         sock = worker_socket(ctx, self.identity, self.credentials)
         sock.connect(self.endpoint)
         withheld = False
+        unsent = False
+        last_sent: float | None = None
         try:
             while not self._stop.is_set():
                 try:
@@ -88,12 +100,30 @@ class HeartbeatThread:
                     break
                 stalled = self._loop_stalled_for()
                 if stalled <= self.stall_limit_s:
-                    # Not connected yet, or the head not reading: this beat is
-                    # moot, the next one says the same.
-                    with contextlib.suppress(zmq.Again):
+                    try:
                         sock.send(encode(self.make_beat()), zmq.NOBLOCK)
+                    except zmq.Again:
+                        # Not connected yet, or the head not reading: this beat
+                        # is moot, the next one says the same.
+                        if not unsent:
+                            log.warning("%s: a heartbeat could not be queued", self.identity)
+                        unsent = True
+                    else:
+                        now = time.monotonic()
+                        interval = self.interval_s()
+                        if last_sent is not None and now - last_sent > late_after_s(interval):
+                            log.warning(
+                                "%s: heartbeat sent %.1f s after the previous one "
+                                "(interval %.1f s): this thread did not run",
+                                self.identity,
+                                now - last_sent,
+                                interval,
+                            )
+                        last_sent = now
+                        unsent = False
                     withheld = False
                 elif not withheld:
+                    last_sent = None  # a gap of its own making is no lateness
                     log.error(
                         "%s: event loop unanswered for %.0f s: heartbeats withheld",
                         self.identity,

@@ -6,6 +6,7 @@ forwarding tokens would be."""
 from __future__ import annotations
 
 import asyncio
+import logging
 import threading
 import time
 from collections.abc import Iterator
@@ -122,3 +123,32 @@ def test_asked_for_a_beat_it_sends_one_at_once(head: Head) -> None:
     finally:
         beater.stop()
         loop.close()
+
+
+def test_a_beat_that_leaves_late_is_logged(head: Head, caplog: pytest.LogCaptureFixture) -> None:
+    """The thread itself held up (here: building one beat takes 2.5 s, as a
+    held GIL would make it) says so; beats on time say nothing."""
+    calls = 0
+
+    def slow_third_beat() -> Heartbeat:
+        nonlocal calls
+        calls += 1
+        if calls == 3:
+            time.sleep(2.5)
+        return beat()
+
+    loop = asyncio.new_event_loop()
+    beater = HeartbeatThread(head.endpoint, "w1", None, slow_third_beat, lambda: 0.05, loop)
+    with caplog.at_level(logging.WARNING, logger="saga_hpc.worker"):
+        beater.start()
+        try:
+            deadline = time.monotonic() + 10.0
+            while calls < 6 and time.monotonic() < deadline:
+                time.sleep(0.05)
+        finally:
+            beater.stop()
+            loop.close()
+    late = [r.getMessage() for r in caplog.records if "after the previous one" in r.getMessage()]
+    assert len(late) == 1, late
+    assert "w1.beat: heartbeat sent 2." in late[0]
+    assert not [r for r in caplog.records if "could not be queued" in r.getMessage()]
