@@ -1,5 +1,5 @@
-"""What the service-job tests share: a shared directory as the service's, and a
-job's state as sacct reports it."""
+"""What the service-job tests share: a shared directory as the service's, a
+job's state as sacct reports it, waiting for a job to end, and the queued jobs of a name."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import os
 import shutil
 import subprocess
 import tempfile
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -38,3 +39,26 @@ def job_state(job: int | str) -> str:
         timeout=30,
     ).stdout.split()
     return out[0] if out else ""
+
+
+def wait_job_end(job: int | str, timeout_s: float) -> str:
+    """The job's state once it is no longer queued or running ("" before sacct
+    knows it counts as queued); its state then if `timeout_s` passes first."""
+    deadline = time.monotonic() + timeout_s
+    while (state := job_state(job)) in ("", "PENDING", "RUNNING", "COMPLETING"):
+        if time.monotonic() >= deadline:
+            break
+        time.sleep(1)
+    return state
+
+
+def queued_jobs(name: str) -> list[int]:
+    """Ids of the jobs named `name` that squeue lists, oldest first."""
+    out = subprocess.run(
+        ["squeue", "-h", "-n", name, "-o", "%i"],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=30,
+    ).stdout.split()
+    return sorted(int(j) for j in out)

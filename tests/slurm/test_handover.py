@@ -15,7 +15,7 @@ import pytest
 
 from saga_hpc.slurm.client import SlurmClient
 from saga_hpc.slurm.sync import sync_accounts
-from tests.slurm.jobs import job_state, shared_dir
+from tests.slurm.jobs import queued_jobs, shared_dir, wait_job_end
 from tests.support.store import migrated_store
 
 pytestmark = [pytest.mark.slurm, pytest.mark.vllm, pytest.mark.timeout(900)]
@@ -131,23 +131,14 @@ def test_running_workflows_survive_the_walltime_handover(shared: Path, tiny_mode
     # The first job leaves on its own after the successor published (not killed at
     # the limit). Its engines may still be shutting down when the agents are done on
     # a busy machine, so wait, past the limit it had, for sacct to say how it ended.
-    deadline = time.monotonic() + 200
-    while (state := job_state(first)) in ("RUNNING", "COMPLETING") and time.monotonic() < deadline:
-        time.sleep(2)
+    state = wait_job_end(first, 200)
     assert state == "COMPLETED", (state, logs)
     store.close()
 
 
 def _successor(job_id: int) -> int | None:
     """The service job queued after `job_id`, if there is one yet."""
-    out = subprocess.run(
-        ["squeue", "-h", "-n", "saga-service", "-o", "%i"],
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=30,
-    ).stdout.split()
-    return next((int(j) for j in out if int(j) > job_id), None)
+    return next((j for j in queued_jobs("saga-service") if j > job_id), None)
 
 
 def _elapsed_s(job_id: int) -> int:

@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,7 +16,7 @@ import pytest
 
 from saga_hpc.slurm.client import SlurmClient
 from saga_hpc.slurm.sync import sync_accounts
-from tests.slurm.jobs import job_state, shared_dir
+from tests.slurm.jobs import queued_jobs, shared_dir, wait_job_end
 from tests.support.store import migrated_store
 
 pytestmark = [pytest.mark.slurm, pytest.mark.vllm, pytest.mark.timeout(600)]
@@ -57,16 +56,6 @@ def _call(info: dict[str, str], key: str, workflow: str) -> None:
     assert r.status_code == 200, r.text
 
 
-def _jobs() -> list[str]:
-    out = subprocess.run(
-        ["squeue", "-h", "-n", "saga-restart", "-o", "%i"],
-        capture_output=True,
-        text=True,
-        timeout=30,
-    ).stdout.split()
-    return sorted(out, key=int)
-
-
 def test_a_service_whose_head_dies_restarts_itself(shared: Path, tiny_model: Path) -> None:
     db = f"sqlite:///{shared / 'saga.db'}"
     store = migrated_store(db)
@@ -96,16 +85,12 @@ def test_a_service_whose_head_dies_restarts_itself(shared: Path, tiny_model: Pat
     os.kill(int(info["pid"]), signal.SIGKILL)  # the head; the test runs on the job's node
 
     # The first job ends by itself (its worker leaves) and queues the restart.
-    deadline = time.monotonic() + 120
-    while job_state(first) in ("RUNNING", "COMPLETING", ""):
-        assert time.monotonic() < deadline, _tails(shared)
-        time.sleep(1)
-    assert job_state(first) == "FAILED", _tails(shared)
+    assert wait_job_end(first, 120) == "FAILED", _tails(shared)
     assert "restart 1 of 3" in (shared / "first.log").read_text(), _tails(shared)
-    successors = [job for job in _jobs() if int(job) > int(first)]
+    successors = [job for job in queued_jobs("saga-restart") if job > int(first)]
     assert len(successors) == 1, (successors, _tails(shared))
 
-    info = _endpoint_of(endpoint, successors[0], shared)
+    info = _endpoint_of(endpoint, str(successors[0]), shared)
     _call(info, key, "after")
     assert store.count_calls() == 2  # the first job's call is still billed, once
     assert len(store.list_workflows(limit=10)) == 2

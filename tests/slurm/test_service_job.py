@@ -14,7 +14,7 @@ import pytest
 
 from saga_hpc.slurm.client import SlurmClient
 from saga_hpc.slurm.sync import sync_accounts
-from tests.slurm.jobs import job_state, shared_dir
+from tests.slurm.jobs import shared_dir, wait_job_end
 from tests.support.store import migrated_store
 
 pytestmark = [pytest.mark.slurm, pytest.mark.vllm, pytest.mark.timeout(600)]
@@ -26,16 +26,6 @@ USERS = {"alice": "physics", "bob": "chem"}
 def shared(tiny_model: Path) -> Iterator[Path]:
     with shared_dir("saga-service-") as path:
         yield path
-
-
-def _wait_state(client: SlurmClient, job_id: int, done: set[str], timeout_s: float) -> str:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        state = job_state(job_id)
-        if state in done:
-            return state
-        time.sleep(1)
-    return "timeout"
 
 
 def test_service_job_serves_two_accounts_and_ends_cleanly(shared: Path, tiny_model: Path) -> None:
@@ -83,14 +73,13 @@ def test_service_job_serves_two_accounts_and_ends_cleanly(shared: Path, tiny_mod
             for user, account in USERS.items()
         }
         for user, job in agents.items():
-            assert (
-                _wait_state(client, job, {"COMPLETED", "FAILED", "CANCELLED"}, 180) == "COMPLETED"
-            ), (shared / user / "agent.log").read_text()[-2000:]
+            log = shared / user / "agent.log"
+            assert wait_job_end(job, 180) == "COMPLETED", log.read_text()[-2000:]
             result = json.loads((shared / user / "result.json").read_text())
             assert result["calls_ok"] == 8 and result["errors"] == {}
     finally:
         client.cancel(service)
-    assert _wait_state(client, service, {"CANCELLED", "COMPLETED", "FAILED"}, 120) != "timeout"
+    assert wait_job_end(service, 120) in ("CANCELLED", "COMPLETED", "FAILED")
     # Ended cleanly: the srun step exited 0 (the head drained, workers said goodbye)
     # and no process of the service is left on the node.
     deadline = time.monotonic() + 60
