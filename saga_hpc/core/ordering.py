@@ -19,12 +19,16 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+from mypy_extensions import mypyc_attr
+
 from saga_hpc.core.queue import Waiting
 from saga_hpc.core.types import CallSpec
 
 _MAX_PRIORITY = 2**31 - 1  # vLLM's priority is an int32
 
 
+# Compiled (saga_hpc/compiled.py), a class takes Python subclasses only if it says so.
+@mypyc_attr(allow_interpreted_subclasses=True)
 class Ordering:
     """Base: FCFS. Subclasses choose the group of a call and the rank of a group's head."""
 

@@ -17,6 +17,8 @@ from __future__ import annotations
 from collections import OrderedDict
 from dataclasses import dataclass, field
 
+from mypy_extensions import mypyc_attr
+
 from saga_hpc.core.types import CallSpec
 
 
@@ -41,6 +43,8 @@ class WorkerView:
         return 0 if self.blocked else self.slots - len(self.running)
 
 
+# Compiled (saga_hpc/compiled.py), a class takes Python subclasses only if it says so.
+@mypyc_attr(allow_interpreted_subclasses=True)
 class Router:
     name = "least-loaded"
     steals = False
