@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import ast
+import contextlib
 import glob
 import json
 import os
@@ -89,10 +90,12 @@ def build(sources: list[str]) -> None:
     from setuptools import setup
 
     extensions = mypycify(sources, opt_level="3", group_name=GROUP, target_dir=BUILD)
+    # Objects and the built modules under BUILD (all of it goes with --clean), then in place.
+    where = ["--build-temp", BUILD, "--build-lib", os.path.join(BUILD, "lib")]
     setup(
         name="saga-hpc-compiled",
         ext_modules=extensions,
-        script_args=["--quiet", "build_ext", "--inplace", "--build-temp", BUILD],
+        script_args=["--quiet", "build_ext", "--inplace", *where],
     )
 
 
@@ -106,6 +109,8 @@ def main() -> int:
     if args.clean:
         clean()
         shutil.rmtree(BUILD, ignore_errors=True)
+        with contextlib.suppress(OSError):
+            os.rmdir(os.path.dirname(BUILD))  # build/, if nothing else is in it
         log("removed")
         return 0
     stale = compiled.stale_reason()
