@@ -31,6 +31,23 @@ def _missing(marker: str) -> str | None:
     return None
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    from saga_hpc import compiled
+
+    # A stale compiled build (a core or sim source edited since): this process
+    # runs the .py files and warns once. The commands the tests start run them
+    # too, without the warning, so a test of a command's exact output tests the
+    # command, not the state of the build.
+    if compiled.mode == "pure" and os.path.exists(compiled.MANIFEST):
+        os.environ.setdefault(compiled.FORCE_PURE, "1")
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    from saga_hpc import compiled
+
+    return f"saga-hpc: {compiled.status()}"
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     reasons: dict[str, str | None] = {}
     for item in items:
