@@ -60,39 +60,3 @@ def test_scheduler_built_from_a_spec_feeds_positions_to_the_predictor() -> None:
     assert predictor.positions[("default", 1)].returns == 1
     assert predictor.positions[("default", 2)].abandons == 1
     assert s.story("A") == []  # forgotten
-
-
-def test_hold_covers_a_bimodal_tools_slow_mode_after_a_run_of_instant_returns() -> None:
-    # A coding tool is instant or takes ~0.5 s. Four slow returns, then ten
-    # instant ones: an EWMA's mean + 2 sd (0.41 s here) would lapse before the
-    # next slow return; the 98th percentile of the window (0.5 s) does not.
-    p = AegPredictor()
-    for gap in [0.5] * 4 + [0.001] * 10:
-        p.observe_return("swe", "bash", gap)
-    assert p.horizon_s("swe", "bash") == pytest.approx(0.5 + 0.05)
-    assert p.expected_gap_s("swe", "bash") == pytest.approx(0.001 + 0.499 * 0.8**10)
-
-
-def test_hold_is_a_quantile_of_the_last_gaps_not_their_maximum() -> None:
-    p = AegPredictor()
-    # Two stray slow returns among 128 do not hold every context 30 s...
-    for gap in [30.0] * 2 + [0.5] * 126:
-        p.observe_return("swe", "bash", gap)
-    assert p.horizon_s("swe", "bash") == pytest.approx(0.55)
-    # ...and a window remembers 128 gaps: once the 0.5 s returns have gone out
-    # of it, the hold follows the instant ones (recomputed every 16 returns:
-    # the 113th instant return still saw fifteen 0.5 s gaps, the 129th none).
-    for _ in range(128):
-        p.observe_return("swe", "bash", 0.001)
-    assert p.horizon_s("swe", "bash") == pytest.approx(0.55)
-    p.observe_return("swe", "bash", 0.001)
-    assert p.horizon_s("swe", "bash") == pytest.approx(0.051)
-
-
-def test_aeg_retains_a_bimodal_tools_context_through_its_slow_mode() -> None:
-    aeg = Aeg()
-    spec = CallSpec("c1", "A", "t", 10, 4, 0.0, "swe")
-    for gap in [0.5] * 4 + [0.001] * 10:
-        aeg.on_return(spec, "bash", gap)
-    (hint,) = aeg.on_leave("w1", spec, CallOutcome("c1", "w1", 10.0, 10, 0, 4, "bash"), 10.0, "s")
-    assert isinstance(hint, Retain) and hint.until == pytest.approx(10.55)

@@ -8,8 +8,7 @@ pool) applies them when it must evict.
 - `ttl`: Continuum-style: pin a workflow leaving on a tool call for a fixed TTL.
 - `aeg`: SAGA: the Agent Execution Graph predicts whether and when the workflow
   returns after this tool (learned online per task class and tool name); the
-  hint lasts until a high quantile of the tool's recent gaps (so through the
-  slow mode of a bimodal tool) plus a margin, and its score is the
+  hint lasts until the predicted return plus a margin, and its score is the
   expected reuse per block and second held: P(return) / expected gap.
 - `belady`: the simulator's offline oracle; like `lru` here, the pool knows
   the future trace.
@@ -22,45 +21,25 @@ from dataclasses import dataclass, field
 
 from saga_hpc.core.types import CallOutcome, CallSpec, Decision, Release, Retain
 
-GAP_WINDOW = 128
-"""Gaps kept per (task class, tool): the hold is a quantile of these."""
-HOLD_QUANTILE = 0.98
-REFRESH_EVERY = 16
-"""Returns between two recomputations of the hold (a sort of the window)."""
-
 
 @dataclass(slots=True)
 class ToolStats:
-    """Online estimate of one (task class, tool): how long it takes, how often the agent returns.
-
-    The expected gap is an EWMA of the gaps; how long to hold is the 98th
-    percentile of the last `GAP_WINDOW` gaps (nearest rank above). A coding
-    tool is instant or takes ~0.5 s: after a run of instant returns an
-    EWMA's mean + 2 sd falls below the slow mode, while a quantile of the
-    window still covers it, whatever order the modes came in.
-    """
+    """Online estimate of one (task class, tool): how long it takes, how often the agent returns."""
 
     mean_s: float = 0.0
-    hold_s: float = 0.0
+    var_s2: float = 0.0
     seen: int = 0
     returns: int = 0
     abandons: int = 0
-    recent: list[float] = field(default_factory=list)  # ring of the last GAP_WINDOW gaps
 
     def observe_return(self, latency_s: float, alpha: float = 0.2) -> None:
         self.returns += 1
-        recent = self.recent
-        if len(recent) < GAP_WINDOW:
-            recent.append(latency_s)
-        else:
-            recent[self.seen % GAP_WINDOW] = latency_s  # over the oldest
-        if self.seen % REFRESH_EVERY == 0 or len(recent) < REFRESH_EVERY:
-            ranked = sorted(recent)
-            self.hold_s = ranked[math.ceil(HOLD_QUANTILE * (len(ranked) - 1))]
         if self.seen == 0:
-            self.mean_s = latency_s
+            self.mean_s, self.var_s2 = latency_s, 0.0
         else:
-            self.mean_s += alpha * (latency_s - self.mean_s)
+            delta = latency_s - self.mean_s
+            self.mean_s += alpha * delta
+            self.var_s2 = (1 - alpha) * (self.var_s2 + alpha * delta * delta)
         self.seen += 1
 
     def p_return(self) -> float:
@@ -157,7 +136,7 @@ class AegPredictor:
         if s is None or s.seen == 0:
             gap, horizon = self.prior_s, 2 * self.prior_s
         else:
-            gap, horizon = s.mean_s, s.hold_s + 0.05
+            gap, horizon = s.mean_s, s.mean_s + 2 * math.sqrt(s.var_s2) + 0.05
         if s is None:
             s = _UNSEEN_TOOL
         p = (s.returns + 1) / (s.returns + s.abandons + 2)
@@ -174,7 +153,7 @@ class AegPredictor:
         return self.forecast(task_class, tool)[1]
 
     def horizon_s(self, task_class: str, tool: str) -> float:
-        """How long to hold: the 98th percentile of recent gaps + 50 ms; unseen: twice the prior."""
+        """How long to hold: mean + 2 standard deviations, at least twice the prior for unseen."""
         return self.forecast(task_class, tool)[2]
 
     def p_return(self, task_class: str, tool: str, position: int | None = None) -> float:
