@@ -19,6 +19,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
+from mypy_extensions import mypyc_attr
+
 from saga_hpc.core.types import CallOutcome, CallSpec, Decision, Release, Retain
 
 
@@ -192,6 +194,8 @@ class AegPredictor:
             m.counts.abandons += 1
 
 
+# Compiled (saga_hpc/compiled.py), a class takes Python subclasses only if it says so.
+@mypyc_attr(allow_interpreted_subclasses=True)
 class Retention:
     """Base: `lru`, no hints."""
 

@@ -20,6 +20,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from mypy_extensions import mypyc_attr
+
 Key = tuple[float, float, float]
 NextUse = Callable[[int, float], float]
 """`next_use(block_hash, now)`: when the block is next read (inf if never)."""
@@ -34,6 +36,8 @@ class Hint:
     released: bool = False
 
 
+# Compiled (saga_hpc/compiled.py), a class takes Python subclasses only if it says so.
+@mypyc_attr(allow_interpreted_subclasses=True)
 class EvictionPolicy:
     """Base: `lru`."""
 
