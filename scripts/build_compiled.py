@@ -6,8 +6,9 @@ sources (saga_hpc/compiled.py) it says so and exits. Otherwise it removes the
 manifest and the old extension modules first (a build that fails leaves pure
 Python, never a stale module), builds one mypyc group (an extension module
 beside each .py, the group's library beside the package, C files
-under build/mypyc/), checks that a fresh interpreter imports the compiled
-modules, and writes the manifest last. Needs mypy (the dev extra) and a C
+under build/mypyc/), writes the manifest, and checks that a fresh
+interpreter imports the compiled modules with it (if not, it removes the
+build again). Needs mypy (the dev extra) and a C
 compiler with the Python headers. `--clean` only removes the build.
 
     python scripts/build_compiled.py [--force | --clean]
