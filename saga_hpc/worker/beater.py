@@ -94,6 +94,7 @@ class HeartbeatThread:
         last_sent: float | None = None
         try:
             while not self._stop.is_set():
+                interval = self.interval_s()  # the head may change it; once per beat
                 try:
                     self.loop.call_soon_threadsafe(self._answer)
                 except RuntimeError:  # the loop is closed: the worker is ending
@@ -110,7 +111,6 @@ class HeartbeatThread:
                         unsent = True
                     else:
                         now = time.monotonic()
-                        interval = self.interval_s()
                         if last_sent is not None and now - last_sent > late_after_s(interval):
                             log.warning(
                                 "%s: heartbeat sent %.1f s after the previous one "
@@ -130,7 +130,7 @@ class HeartbeatThread:
                         stalled,
                     )
                     withheld = True
-                self._wake.wait(self.interval_s())
+                self._wake.wait(interval)
                 self._wake.clear()
         except zmq.ZMQError as exc:  # the context is ending
             log.warning("%s: heartbeat thread ends: %s", self.identity, exc)
