@@ -29,6 +29,12 @@ PROBE = (
 )
 
 
+def python_env(root: Path, **env: str) -> dict[str, str]:
+    """A fresh interpreter's environment: saga_hpc from `root`, the build used
+    unless `env` forces pure Python."""
+    return {**os.environ, "PYTHONPATH": str(root), compiled.FORCE_PURE: "", **env}
+
+
 def probe(root: Path, **env: str) -> tuple[str, list[str], str]:
     """(mode, the modules' files, stderr) of a fresh interpreter importing from `root`."""
     result = subprocess.run(
@@ -36,7 +42,7 @@ def probe(root: Path, **env: str) -> tuple[str, list[str], str]:
         capture_output=True,
         text=True,
         cwd="/",
-        env={**os.environ, "PYTHONPATH": str(root), compiled.FORCE_PURE: "", **env},
+        env=python_env(root, **env),
         timeout=120,
     )
     assert result.returncode == 0, result.stderr
@@ -113,7 +119,7 @@ def test_a_removed_source_is_not_replaced_by_its_stale_extension(tmp_path: Path)
         capture_output=True,
         text=True,
         cwd="/",
-        env={**os.environ, "PYTHONPATH": str(root), compiled.FORCE_PURE: ""},
+        env=python_env(root),
         timeout=120,
     )
     assert "ModuleNotFoundError: No module named 'saga_hpc.core.cost'" in result.stderr
@@ -166,7 +172,7 @@ def test_compiled_and_pure_python_simulate_the_same(system: str) -> None:
             capture_output=True,
             text=True,
             cwd="/",
-            env={**os.environ, "PYTHONPATH": str(ROOT), compiled.FORCE_PURE: pure},
+            env=python_env(ROOT, **{compiled.FORCE_PURE: pure}),
             timeout=300,
         )
         assert result.returncode == 0 and result.stderr == "", result.stderr
