@@ -5,8 +5,9 @@
 - `affinity`: a workflow stays on the worker that ran its previous call (vLLM
   production-stack session routing), so its prefix is in that worker's cache.
 - `cache-aware`: SGLang router: the worker with the longest cached prefix of the
-  prompt, unless the load gap between workers exceeds a threshold, then the
-  least loaded.
+  prompt, unless the load is imbalanced (as sgl-router measures it: pending
+  calls per worker, max - min > 64 and max > 1.5 x min), then the one with
+  the fewest pending calls.
 - `affinity-steal`: SAGA: affinity, and a worker with a free slot and nothing
   of its own to run steals a waiting call when the wait it saves exceeds the
   cost of recomputing the call's prefix there (the scheduler does the steal).
@@ -108,13 +109,24 @@ class AffinitySteal(Affinity):
 class CacheAware(Router):
     """The router's own model of each worker's cache, as SGLang's router keeps an
     approximate radix tree: the hashes it sent there, LRU, bounded by the worker's
-    KV capacity. `holders` indexes it by hash, so matching costs O(prefix + workers)."""
+    KV capacity. `holders` indexes it by hash, so matching costs O(prefix + workers).
+
+    Load is sgl-router's: a worker's pending calls (running, and queued for it),
+    not per slot. Imbalanced means `max - min > balance_abs` and
+    `max > balance_rel * min`, sgl-router's launcher defaults (64 and 1.5,
+    `--balance-abs-threshold`, `--balance-rel-threshold`); then the worker with
+    the fewest pending calls. Otherwise the longest cached prefix; among the
+    workers holding it, the one with the fewest pending calls (sgl-router takes
+    the first worker its tree node lists: not load-aware; docs/scheduling.md)."""
 
     name = "cache-aware"
 
-    def __init__(self, block_tokens: int = 16, imbalance: float = 1.0) -> None:
+    def __init__(
+        self, block_tokens: int = 16, balance_abs: int = 64, balance_rel: float = 1.5
+    ) -> None:
         self.block_tokens = block_tokens
-        self.imbalance = imbalance  # load gap (calls per slot) above which load wins
+        self.balance_abs = balance_abs
+        self.balance_rel = balance_rel
         self.cached: dict[str, OrderedDict[int, None]] = {}
         self.capacity: dict[str, int] = {}  # blocks
         self.holders: dict[int, set[str]] = {}
@@ -125,11 +137,11 @@ class CacheAware(Router):
     def route(
         self, spec: CallSpec, previous: str | None, workers: list[WorkerView]
     ) -> tuple[str, str]:
-        loads = {w.worker_id: (w.load(), w.order) for w in workers}
+        # (pending calls, registration order): the least is the fewest pending, ties first.
+        loads = {w.worker_id: (len(w.running) + w.waiting, w.order) for w in workers}
         low, high = min(loads.values())[0], max(loads.values())[0]
-        if high - low > self.imbalance:
-            worker, _ = super().route(spec, previous, workers)
-            return worker, "load imbalance: least loaded"
+        if high - low > self.balance_abs and high > self.balance_rel * low:
+            return min(loads, key=loads.__getitem__), "load imbalance: fewest pending"
         candidates: set[str] | None = None  # workers holding the longest prefix so far
         matched = 0
         for h in spec.prefix_hashes:

@@ -253,7 +253,9 @@ class Simulation:
             run.out,
             now,
             task.task_class,
-            run.hashes if run.index else run.hashes[:1],
+            # Its own context begins with its first prompt (the task statement after the
+            # system prompt): routing that matches prefixes sends its next call there.
+            run.hashes,
         )
         left = run.left_gpu
         if left >= 0:

@@ -272,6 +272,38 @@ def test_cache_aware_model_is_bounded_by_the_worker_kv_and_drops_tails_first() -
     assert router.holders == {}
 
 
+def test_cache_aware_balances_as_sgl_router_on_pending_calls_absolute_and_relative() -> None:
+    """Load is pending calls per worker (not per slot); imbalanced is max - min > 64
+    and max > 1.5 x min (sgl-router's launcher defaults); then the fewest pending."""
+    from saga_hpc.core.routing import CacheAware, WorkerView
+
+    router = CacheAware(block_tokens=16)
+    w1, w2 = WorkerView("w1", 64, 10_000, order=1), WorkerView("w2", 64, 10_000, order=2)
+    views = [w1, w2]
+    for v in views:
+        router.add_worker(v)
+    router.on_dispatch(spec("c0", "A", hashes=(1, 2)), "w1")
+    call = spec("c1", "A", hashes=(1, 2))
+    cases = [
+        (100, 35, ("w2", "load imbalance: fewest pending")),  # gap 65, 100 > 52.5
+        (99, 35, ("w1", "longest cached prefix: 2 blocks")),  # gap 64: not above
+        (200, 135, ("w1", "longest cached prefix: 2 blocks")),  # gap 65, 200 <= 202.5
+        (204, 135, ("w2", "load imbalance: fewest pending")),  # gap 69, 204 > 202.5
+        (65, 0, ("w2", "load imbalance: fewest pending")),  # an idle worker: any gap > 64
+    ]
+    for pending1, pending2, expected in cases:
+        w1.waiting, w2.waiting = pending1, pending2
+        assert router.route(call, "w1", views) == expected, (pending1, pending2)
+    # Slots do not scale the load: 60 pending on a 1-slot worker is still balanced.
+    w1.slots, w1.waiting, w2.waiting = 1, 60, 0
+    assert router.route(call, "w1", views) == ("w1", "longest cached prefix: 2 blocks")
+    # Imbalanced with equal fewest pending: the first registered.
+    w3 = WorkerView("w3", 64, 10_000, order=3)
+    router.add_worker(w3)
+    w1.waiting, w2.waiting, w3.waiting = 80, 10, 10
+    assert router.route(call, "w1", [w3, w1, w2]) == ("w2", "load imbalance: fewest pending")
+
+
 def test_a_call_dispatched_at_submit_still_joins_the_ordering() -> None:
     """An idle worker takes a new call at once (no queue round trip), but the
     ordering sees it join as if it had queued: fair-share lifts depend on it."""
