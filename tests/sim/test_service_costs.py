@@ -1,5 +1,6 @@
 """What the simulator models of the service around the engines: per-call
-overhead outside the engine, and tenants that never share cached prefixes."""
+overhead outside the engine, tenants that never share cached prefixes, and
+the prefix a router sees of a workflow's first call."""
 
 from __future__ import annotations
 
