@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from typing import Any, TypeAlias
 
 from saga_hpc.errors import UsageError
+from saga_hpc.head.template import ChatTemplate
 
 # Token ids as 4-byte unsigned ints (array "I"): joined, hashed and sent in C.
 Ids: TypeAlias = "array[int]"
@@ -45,12 +46,15 @@ class PromptBuilder:
         # the head tokenizes in threads while its event loop goes on.
         self._rust: Any = self.tokenizer.backend_tokenizer if self.tokenizer.is_fast else None
         self._pieces = PieceCache.for_tokenizer(self._rust) if self._rust is not None else None
+        self._template = ChatTemplate.for_tokenizer(self.tokenizer)
 
     def render(self, messages: list[dict[str, Any]]) -> str:
         """The chat template's text for `messages`, ending with the assistant's turn."""
         if not messages:
             raise PromptError("'messages' must hold at least one message")
         try:
+            if self._template is not None:
+                return self._template.render(messages)
             rendered: str = self.tokenizer.apply_chat_template(
                 messages, tokenize=False, add_generation_prompt=True
             )
