@@ -111,7 +111,8 @@ class ChatTemplate:
         cache = self._cache
         for message in messages:
             content = message["content"]
-            piece = cache.get((message["role"], content)) if type(content) is str else None
+            cacheable = type(content) is str and len(message) == 2  # role and content only
+            piece = cache.get((message["role"], content)) if cacheable else None
             out.append(piece if piece is not None else self._piece(loop, message))
         out.append(loop.tail)
         return "".join(out)

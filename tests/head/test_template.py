@@ -38,6 +38,7 @@ STATEFUL = (
     "{% set ns = namespace(n=0) %}{% for m in messages %}{% set ns.n = ns.n + 1 %}"
     "{{ ns.n }} {{ m.content }}\n{% endfor %}{% if add_generation_prompt %}>{% endif %}"
 )
+NAMED = "{% for m in messages %}{{ m.name }}: {{ m.content }}\n{% endfor %}"
 TEMPLATES = {"tiny": None, "plain": PLAIN_AROUND, "first": LOOP_FIRST}
 TEMPLATES |= {"raises": RAISES, "stateful": STATEFUL}
 PIECEWISE = {"tiny": True, "plain": True, "first": False, "raises": False, "stateful": False}
@@ -118,3 +119,11 @@ def test_a_message_with_more_keys_is_rendered_not_cached(
     messages = [{"role": "user", "content": "hi", "name": "bob"}]
     assert templates["tiny"].render(messages) == expected(tokenizers["tiny"], messages)
     assert ("user", "hi") not in templates["tiny"]._cache
+    # Nor looked up: the template may read the other keys.
+    tokenizer = AutoTokenizer.from_pretrained(tokenizers["tiny"].name_or_path)
+    tokenizer.chat_template = NAMED
+    named = ChatTemplate.for_tokenizer(tokenizer)
+    assert named is not None and named.piecewise
+    plain = [{"role": "user", "content": "hi"}]
+    assert named.render(plain) == expected(tokenizer, plain)
+    assert named.render(messages) == expected(tokenizer, messages) != named.render(plain)
