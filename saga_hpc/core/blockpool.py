@@ -147,10 +147,20 @@ class BlockPool:
 
     # ------------------------------------------------------------------ hints
 
-    def retain(self, workflow_id: str, until: float, score: float) -> None:
+    def retain(
+        self,
+        workflow_id: str,
+        until: float,
+        score: float,
+        steps: tuple[tuple[float, float], ...] = (),
+    ) -> None:
+        """Keep the workflow's blocks with `score` until `until`; `steps`: (time,
+        score) in increasing time before `until`, the score from each time on."""
         if workflow_id not in self._owned:  # nothing of it cached here
             return
-        self._hints[workflow_id] = Hint(until, score)
+        self._hints[workflow_id] = Hint(until, score, steps=steps)
+        for at, _ in steps:
+            heapq.heappush(self._expiries, (at, workflow_id))
         heapq.heappush(self._expiries, (until, workflow_id))
         self._rerank(workflow_id)
 
@@ -189,12 +199,12 @@ class BlockPool:
                 self._push(h, b)
 
     def _tick(self, now: float) -> None:
-        """Advance the pool's clock; blocks whose hint lapsed are ranked again."""
+        """Advance the pool's clock; blocks whose hint stepped or lapsed are ranked again."""
         self._now = now
         while self._expiries and self._expiries[0][0] <= now:
-            until, wf = heapq.heappop(self._expiries)
+            at, wf = heapq.heappop(self._expiries)
             hint = self._hints.get(wf)
-            if hint is not None and hint.until == until:
+            if hint is not None and (hint.until == at or any(t == at for t, _ in hint.steps)):
                 self._rerank(wf)
 
     def _evict(self, n: int) -> None:

@@ -9,7 +9,8 @@ order is the policy:
 - `lru`: least recently used first (vLLM's free-block queue).
 - `ttl`: entries with a live Retain hint only after every other one (Continuum).
 - `aeg`: released entries first, then unhinted ones by LRU, then hinted ones
-  by lowest expected reuse per block (SAGA).
+  by lowest expected reuse per block (SAGA); a hint's score follows its
+  schedule of steps, each applied at its time as a lapse is.
 - `belady`: the entry whose next use is furthest in the future first, from an
   oracle over the trace (the offline optimum's order; simulator only).
 
@@ -47,6 +48,9 @@ class _Entry:
     last_use: float = 0.0
     retain_until: float = 0.0
     score: float = 0.0
+    steps: tuple[tuple[float, float], ...] = ()  # the hint's later scores, (from, score)
+    step: int = 0  # steps applied so far
+    next_change: float = math.inf  # when the hint next steps or lapses (inf: no event due)
     released: bool = False
     wanted: bool = False  # a call needing this context waits to start: evict it last
     shared: bool = False  # a prefix many workflows start with (system prompt)
@@ -183,6 +187,8 @@ class KVPool:
             e.last_use = now
             if e.refs == 0:
                 self.pinned -= blocks
+                if e.next_change == math.inf and e.retain_until > now:
+                    self._advance(e, now)  # steps that fell due while it was in use
                 self._push(e, now)
         s = entries.get(shared_key) if shared_key else None
         if s is not None:
@@ -195,23 +201,53 @@ class KVPool:
 
     # ------------------------------------------------------------------ hints
 
-    def retain(self, key: str, until: float, score: float, now: float) -> None:
+    def retain(
+        self,
+        key: str,
+        until: float,
+        score: float,
+        now: float,
+        steps: tuple[tuple[float, float], ...] = (),
+    ) -> None:
+        """Keep `key` with `score` until `until`; `steps`: (time, score) in increasing
+        time before `until`, the score from each time on."""
         e = self.entries.get(key)
         if e is not None:
             e.retain_until, e.score, e.released = until, score, False
-            keys = self._expiring.get(until)
-            if keys is None:
-                self._expiring[until] = [key]
-                heapq.heappush(self._expiry_times, until)
-            else:
-                keys.append(key)
+            e.steps, e.step = steps, 0
+            self._expect(e, steps[0][0] if steps else until)
             if e.refs == 0:
                 self._push(e, now)
+
+    def _expect(self, e: _Entry, at: float) -> None:
+        """The entry's hint changes at `at`: rank it again then."""
+        e.next_change = at
+        keys = self._expiring.get(at)
+        if keys is None:
+            self._expiring[at] = [e.key]
+            heapq.heappush(self._expiry_times, at)
+        else:
+            keys.append(e.key)
+
+    def _advance(self, e: _Entry, now: float) -> None:
+        """Apply the hint's steps due by `now`; expect its next step, or its lapse."""
+        steps, k = e.steps, e.step
+        while k < len(steps) and steps[k][0] <= now:
+            e.score = steps[k][1]
+            k += 1
+        e.step = k
+        if k < len(steps):
+            self._expect(e, steps[k][0])
+        elif e.retain_until > now:
+            self._expect(e, e.retain_until)
+        else:
+            e.next_change = math.inf
 
     def release(self, key: str, now: float) -> None:
         e = self.entries.get(key)
         if e is not None:
             e.retain_until, e.released = 0.0, True
+            e.steps, e.next_change = (), math.inf
             if e.refs == 0:
                 self._push(e, now)
 
@@ -339,14 +375,19 @@ class KVPool:
         if blocks <= self.capacity - self.used:
             return True
         times = self._expiry_times
-        while times and times[0] <= now:  # lapsed hints: ordinary again
-            until = heapq.heappop(times)
-            keys = self._expiring.pop(until)
-            # Keys sharing a time in order, as (until, key) tuples would leave a heap.
+        while times and times[0] <= now:  # hints that stepped or lapsed: ranked again
+            at = heapq.heappop(times)
+            keys = self._expiring.pop(at)
+            # Keys sharing a time in order, as (at, key) tuples would leave a heap.
             for key in sorted(keys):
                 e = self.entries.get(key)
-                if e is not None and e.refs == 0 and e.retain_until == until:
-                    self._push(e, now)
+                if e is None or e.next_change != at:
+                    continue  # a later hint replaced the one that set this time
+                if e.refs:  # in use: its steps are applied when its call ends
+                    e.next_change = math.inf
+                    continue
+                self._advance(e, now)
+                self._push(e, now)
         if blocks > self.capacity - self.pinned:
             return False
         if self._deferred:
@@ -364,7 +405,7 @@ class KVPool:
                 continue
             if lapsing is None or rank == lapsing:
                 current = self._rank(e, now)
-                if current[0] != rank or current[1] != tie:  # a hint lapsed: rank it again
+                if current[0] != rank or current[1] != tie:  # stepped or lapsed: rank it again
                     heapq.heapreplace(heap, (current[0], current[1], version, key))
                     continue
             take = blocks - (self.capacity - self.used)  # min(e.blocks, what is missing)

@@ -135,7 +135,10 @@ class Retain:
 
     `reuse_score` is the retention policy's expected reuse per block (higher =
     keep longer); `until` is when the hint lapses if the workflow has not come
-    back (then its blocks are ordinary LRU candidates again).
+    back (then its blocks are ordinary LRU candidates again). `steps`, times
+    before `until` in increasing order, each with the score from then on: the
+    pool applies each as it applies the lapse (the AEG's score conditioned on
+    how long the workflow has been away).
     """
 
     worker_id: WorkerId
@@ -144,6 +147,7 @@ class Retain:
     reuse_score: float
     stimulus_id: str
     reason: str = ""  # e.g. "aeg: P(return after pytest, call 12) 0.97, E[gap] 14.2s"
+    steps: tuple[tuple[float, float], ...] = ()  # (from time, score), before `until`
 
 
 @fast_init

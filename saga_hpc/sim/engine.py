@@ -289,7 +289,7 @@ class Simulation:
                     report(self, gpu, True, now)
             elif isinstance(d, Retain):
                 pool = self.pools[gpu_of_worker[d.worker_id]]
-                pool.retain(d.workflow_id, d.until, d.reuse_score, now)
+                pool.retain(d.workflow_id, d.until, d.reuse_score, now, d.steps)
             elif isinstance(d, Release):
                 self.pools[gpu_of_worker[d.worker_id]].release(d.workflow_id, now)
 

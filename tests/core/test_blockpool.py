@@ -98,6 +98,22 @@ def test_aeg_released_then_unhinted_then_lowest_score() -> None:
     assert evict_order(pool, [1, 2, 3, 4], 10.0) == [4, 3, 2, 1]
 
 
+def test_aeg_score_follows_the_hints_steps_then_lapses() -> None:
+    def pool_at(now: float) -> list[int]:
+        pool = BlockPool(3, 16, make_eviction("aeg"))
+        for i, wf in enumerate("ABC"):
+            run(pool, wf, wf, [i + 1], float(i))
+        pool.retain("A", until=20.0, score=0.1, steps=((6.0, 3.0), (9.0, 0.5)))
+        pool.retain("B", until=20.0, score=1.0)
+        pool.retain("C", until=30.0, score=2.0)
+        return evict_order(pool, [1, 2, 3], now)
+
+    assert pool_at(5.0) == [1, 2, 3]  # 0.1 < 1 < 2
+    assert pool_at(7.0) == [2, 3, 1]  # A from 6: 3
+    assert pool_at(10.0) == [1, 2, 3]  # A from 9: 0.5
+    assert pool_at(21.0) == [1, 2, 3]  # A and B lapsed at 20 (plain LRU), C still held
+
+
 def test_aeg_shared_prefix_ignores_one_workflows_release() -> None:
     pool = BlockPool(4, 16, make_eviction("aeg"))
     run(pool, "a", "A", [1, 2], 0.0)
@@ -154,7 +170,8 @@ def test_accounting_invariants(policy: str, ops: list[tuple[int, int, int, bool]
             assert max(gone) <= min(kept)
         if finish_one and running:
             pool.finish(running.pop(0), now)
-            pool.retain(f"wf{wf}", now + 2.0, 1.0 / (1 + wf))
+            # Its score steps down after a second (its key changes with no call).
+            pool.retain(f"wf{wf}", now + 2.0, 1.0 / (1 + wf), ((now + 1.0, 0.1 / (1 + wf)),))
         assert pool.used + pool.cached + pool.free == 12
         assert pool.free >= 0 and pool.used >= 0 and pool.cached >= 0
         for base in (0, 1000):  # a cached block's parent is cached: leaves go first

@@ -77,6 +77,41 @@ def test_aeg_evicts_released_then_lowest_score() -> None:
     assert pool.cached("b") == 0 and pool.cached("a") == 4 and pool.cached("c") == 4
 
 
+def test_aeg_applies_a_hints_steps_then_its_lapse() -> None:
+    def pool_at_3() -> KVPool:
+        pool = KVPool(12, "aeg")
+        fill(pool, ["a", "b", "c"])
+        pool.retain("a", 20.0, score=0.1, now=3.0, steps=((6.0, 3.0), (9.0, 0.5)))
+        pool.retain("b", 20.0, score=1.0, now=3.0)
+        pool.retain("c", 20.0, score=2.0, now=3.0)
+        return pool
+
+    assert evicted_first(pool_at_3(), 5.0) == "a"  # 0.1 < 1 < 2
+    assert evicted_first(pool_at_3(), 7.0) == "b"  # a from 6: 3
+    assert evicted_first(pool_at_3(), 10.0) == "a"  # a from 9: 0.5
+    lapsed = pool_at_3()
+    lapsed.retain("b", 30.0, score=1.0, now=3.0)
+    lapsed.retain("c", 30.0, score=2.0, now=3.0)
+    assert evicted_first(lapsed, 21.0) == "a"  # lapsed at 20: before every held one
+
+
+def test_aeg_steps_due_while_a_context_is_in_use_apply_when_its_call_ends() -> None:
+    pool = KVPool(12, "aeg")
+    fill(pool, ["a", "b", "c"])
+    pool.retain("a", 20.0, score=0.1, now=3.0, steps=((6.0, 3.0),))
+    pool.retain("b", 20.0, score=1.0, now=3.0)
+    pool.retain("c", 20.0, score=2.0, now=3.0)
+    assert pool.admit("a", 4, 4, 4.0) is not None  # back: a's call runs past 6
+    assert pool.admit("x", 0, 4, 6.5) is not None  # takes b (1 < 2)
+    pool.finish("a", 7.0)  # no new hint: the step at 6 holds, a's score is 3
+    pool.finish("x", 7.5)
+    pool.retain("x", 20.0, score=5.0, now=7.5)
+    assert pool.admit("y", 0, 4, 8.0) is not None
+    assert [pool.cached(k) for k in "abcx"] == [4, 0, 0, 4]  # c (2) before a (3)
+    assert pool.admit("z", 0, 4, 9.0) is not None
+    assert [pool.cached(k) for k in "ax"] == [0, 4]
+
+
 def test_belady_evicts_furthest_next_use() -> None:
     next_use = {"a": 50.0, "b": 20.0, "c": math.inf}
     pool = KVPool(12, "belady", lambda k, now: next_use.get(k, now))
@@ -132,7 +167,13 @@ def _random_ops(pool: KVPool, seed: int) -> list[tuple[str, ...]]:
             pool.finish(key, now, shared_key="sys")
             running.discard(key)
             if op < 0.6:
-                pool.retain(key, now + rng.choice((0.5, 2.0, 8.0)), rng.choice((0.1, 0.5)), now)
+                until = now + rng.choice((0.5, 2.0, 8.0))
+                steps = tuple(
+                    (now + d, rng.choice((0.05, 0.3, 0.7)))
+                    for d in (0.25, 1.0)
+                    if now + d < until and rng.random() < 0.5
+                )
+                pool.retain(key, until, rng.choice((0.1, 0.5)), now, steps)
             elif op < 0.7:
                 pool.release(key, now)
         elif op < 0.15:

@@ -7,9 +7,12 @@ pool) applies them when it must evict.
 - `lru`: no hints; the pool evicts least recently used blocks (vLLM).
 - `ttl`: Continuum-style: pin a workflow leaving on a tool call for a fixed TTL.
 - `aeg`: SAGA: the Agent Execution Graph predicts whether and when the workflow
-  returns after this tool (learned online per task class and tool name); the
-  hint lasts until the predicted return plus a margin, and its score is the
-  expected reuse per block and second held: P(return) / expected gap.
+  returns after this tool (learned online per task class and tool name, from
+  the last 128 gaps); the score is the expected reuse per block and second
+  held, P(return | still away) / E[remaining gap | still away], given how long
+  the workflow has been away: Belady's rule with expectations in place of the
+  known future. The hint carries the score as a schedule of steps (at
+  quantiles of the gaps) and lapses after the longest gap seen.
 - `belady`: the simulator's offline oracle; like `lru` here, the pool knows
   the future trace.
 """
@@ -17,32 +20,65 @@ pool) applies them when it must evict.
 from __future__ import annotations
 
 import math
+from bisect import bisect_right
 from dataclasses import dataclass, field
 
 from mypy_extensions import mypyc_attr
 
 from saga_hpc.core.types import CallOutcome, CallSpec, Decision, Release, Retain
 
+GAP_WINDOW = 128  # gaps kept per (task class, tool)
+RETABULATE_EVERY = 16  # returns between two tabulations of a full window
+STEP_QUANTILES = (0.25, 0.5, 0.75, 0.875)  # where the score's schedule steps
+LAPSE_MARGIN_S = 0.05  # the hint lapses this long after the longest gap seen
+
 
 @dataclass(slots=True)
 class ToolStats:
-    """Online estimate of one (task class, tool): how long it takes, how often the agent returns."""
+    """Online estimate of one (task class, tool): its last gaps (a call's end to
+    the workflow's next call), and how often the agent returns."""
 
-    mean_s: float = 0.0
-    var_s2: float = 0.0
+    gaps: list[float] = field(default_factory=list)  # a ring of the last GAP_WINDOW
     seen: int = 0
     returns: int = 0
     abandons: int = 0
+    # (elapsed e, P(gap > e), E[gap - e | gap > e]) at e = 0 and at the gaps'
+    # STEP_QUANTILES, e increasing, each with a gap beyond it: see `tabulate`.
+    table: tuple[tuple[float, float, float], ...] = ()
+    lapse_s: float = 0.0  # the longest gap of the window + LAPSE_MARGIN_S
 
-    def observe_return(self, latency_s: float, alpha: float = 0.2) -> None:
+    def observe_return(self, gap_s: float) -> None:
         self.returns += 1
-        if self.seen == 0:
-            self.mean_s, self.var_s2 = latency_s, 0.0
+        if len(self.gaps) < GAP_WINDOW:
+            self.gaps.append(gap_s)
         else:
-            delta = latency_s - self.mean_s
-            self.mean_s += alpha * delta
-            self.var_s2 = (1 - alpha) * (self.var_s2 + alpha * delta * delta)
+            self.gaps[self.seen % GAP_WINDOW] = gap_s
         self.seen += 1
+        if self.seen <= RETABULATE_EVERY or self.seen % RETABULATE_EVERY == 0:
+            self.tabulate()
+
+    def tabulate(self) -> None:
+        """The gap distribution at the schedule's points. Between two gaps of the
+        window P(gap > e) and the mean of the gaps beyond e are constant, so the
+        score is known at any e from these; the schedule takes it at each point."""
+        g = sorted(self.gaps)
+        m = len(g)
+        total = math.fsum(g)
+        prefix = [0.0]
+        for x in g:
+            prefix.append(prefix[-1] + x)
+        points = [0.0] + [g[max(0, math.ceil(q * m) - 1)] for q in STEP_QUANTILES]
+        table: list[tuple[float, float, float]] = []
+        for e in points:
+            if table and e <= table[-1][0]:
+                continue
+            i = bisect_right(g, e)  # gaps <= e: the workflow would be back
+            beyond = m - i
+            if beyond == 0:
+                break
+            table.append((e, beyond / m, (total - prefix[i]) / beyond - e))
+        self.table = tuple(table)
+        self.lapse_s = g[-1] + LAPSE_MARGIN_S
 
     def p_return(self) -> float:
         # Laplace prior: an unseen tool is assumed to come back (agents usually do).
@@ -130,15 +166,39 @@ class AegPredictor:
     def forecast(
         self, task_class: str, tool: str, position: int | None = None
     ) -> tuple[float, float, float]:
-        """(P(return), expected gap s, how long to hold s) after `tool`: one lookup
-        of the tool's statistics for all three, as a workflow leaves."""
+        """(P(return), expected gap s, how long to hold s) after `tool`, as the
+        workflow leaves."""
+        p, table, lapse = self._outlook(task_class, tool, position)
+        return p, table[0][2], lapse
+
+    def schedule(
+        self, task_class: str, tool: str, position: int | None = None
+    ) -> tuple[float, float, list[tuple[float, float]], float]:
+        """What to hint as a workflow leaves on `tool`: (P(return), expected gap s,
+        the score's schedule [(elapsed s, score from then on)], the first at 0,
+        and when to lapse, elapsed s). Score at elapsed e: P(return | not back by
+        e) / E[gap - e | gap > e]; P(return | not back by e) = p S / (p S + 1 - p),
+        S = P(gap > e) among the gaps that returned."""
+        p, table, lapse = self._outlook(task_class, tool, position)
+        steps = []
+        for e, survive, remaining in table:
+            ps = p * survive
+            steps.append((e, ps / (ps + 1 - p) / (0.01 if remaining < 0.01 else remaining)))
+        return p, table[0][2], steps, lapse
+
+    def _outlook(
+        self, task_class: str, tool: str, position: int | None
+    ) -> tuple[float, tuple[tuple[float, float, float], ...], float]:
+        """P(return) after `tool` from call `position`, the tool's table and lapse:
+        one lookup of the tool's statistics for all, as a workflow leaves."""
         # Called as every call ends: ToolStats.p_return and Counts.odds written out.
         m = self.models.get(task_class, _NO_MODEL)
         s = m.tools.get(tool)
-        if s is None or s.seen == 0:
-            gap, horizon = self.prior_s, 2 * self.prior_s
+        table: tuple[tuple[float, float, float], ...]
+        if s is None or not s.table:
+            table, lapse = ((0.0, 1.0, self.prior_s),), 2 * self.prior_s
         else:
-            gap, horizon = s.mean_s, s.mean_s + 2 * math.sqrt(s.var_s2) + 0.05
+            table, lapse = s.table, s.lapse_s
         if s is None:
             s = _UNSEEN_TOOL
         p = (s.returns + 1) / (s.returns + s.abandons + 2)
@@ -149,13 +209,14 @@ class AegPredictor:
             of = m.counts
             odds *= ((at.returns + 1) / (at.abandons + 1)) / ((of.returns + 1) / (of.abandons + 1))
             p = odds / (1 + odds)
-        return p, gap, horizon
+        return p, table, lapse
 
     def expected_gap_s(self, task_class: str, tool: str) -> float:
         return self.forecast(task_class, tool)[1]
 
     def horizon_s(self, task_class: str, tool: str) -> float:
-        """How long to hold: mean + 2 standard deviations, at least twice the prior for unseen."""
+        """How long to hold: the longest gap of the window and a margin, twice the
+        prior for an unseen tool."""
         return self.forecast(task_class, tool)[2]
 
     def p_return(self, task_class: str, tool: str, position: int | None = None) -> float:
@@ -268,18 +329,20 @@ class Aeg(Retention):
         if outcome.workflow_done:
             return [Release(worker_id, spec.workflow_id, stimulus, "workflow done")]
         tool = outcome.next_tool or "unknown"
-        p, gap, horizon = self.predictor.forecast(spec.task_class, tool, position)
+        p, gap, steps, lapse = self.predictor.schedule(spec.task_class, tool, position)
         # Keeping the context saves recomputing all its blocks if the workflow
         # returns, and costs its blocks for the time it is away: per block and
-        # second held, the expected value is P(return) / expected gap.
-        score = p / (0.01 if gap < 0.01 else gap)  # max(gap, 0.01), once per call
-        until = now + horizon
+        # second held, the expected value is P(return) / expected time to the
+        # return, both given how long it has been away (the schedule's steps).
         reason = (
             f"aeg: P(return after {tool}, call {position}) {p:.2f}, E[gap] {gap:.2f}s"
             if self.explain
             else ""
         )
-        return [Retain(worker_id, spec.workflow_id, until, score, stimulus, reason)]
+        later = tuple([(now + e, score) for e, score in steps[1:]])
+        return [
+            Retain(worker_id, spec.workflow_id, now + lapse, steps[0][1], stimulus, reason, later)
+        ]
 
     def on_return(
         self, spec: CallSpec, tool: str, gap_s: float, position: int | None = None

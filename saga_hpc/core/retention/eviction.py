@@ -10,7 +10,7 @@ pool evicts the one with the smallest key, and only leaves of a prefix chain
   every other block (Continuum's pin on a tool call).
 - `aeg`: blocks of released workflows first, then unhinted ones by LRU, then
   hinted ones by lowest expected reuse per block (the Retain score of SAGA's
-  AEG predictor).
+  AEG predictor, as its steps have it at `now`).
 - `belady`: the block whose next use is furthest in the future first, from an
   oracle over the trace (the offline optimum; simulator only).
 """
@@ -34,6 +34,16 @@ class Hint:
     until: float = 0.0
     score: float = 0.0
     released: bool = False
+    steps: tuple[tuple[float, float], ...] = ()  # (from time, score), before `until`
+
+    def score_at(self, now: float) -> float:
+        """The score from the last step due by `now` (`score` before the first)."""
+        score = self.score
+        for at, later in self.steps:
+            if at > now:
+                break
+            score = later
+        return score
 
 
 # Compiled (saga_hpc/compiled.py), a class takes Python subclasses only if it says so.
@@ -73,7 +83,7 @@ class AegEviction(EvictionPolicy):
             return (1.0, last_use, -depth)
         if hint.released:
             return (0.0, last_use, -depth)
-        return (2.0, hint.score, last_use)
+        return (2.0, hint.score_at(now), last_use)
 
 
 class BeladyEviction(EvictionPolicy):
