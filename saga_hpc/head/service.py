@@ -224,7 +224,8 @@ class HeadService:
                 case Dispatch():
                     self._dispatch(d, now)
                 case Retain():
-                    hints[d.worker_id].retain.append((d.workflow_id, d.until, d.reuse_score))
+                    retain = (d.workflow_id, d.until, d.reuse_score, list(d.steps))
+                    hints[d.worker_id].retain.append(retain)
                 case Release():
                     hints[d.worker_id].release.append(d.workflow_id)
         for worker_id, msg in hints.items():

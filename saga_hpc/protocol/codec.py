@@ -3,9 +3,10 @@
 Version 2: token-id lists (`Submit.prompt_token_ids`) travel as one binary
 field of 4-byte little-endian unsigned ints, not as a msgpack array: packing
 and checking thousands of ints one by one cost more than the rest of a call's
-frames (a 2,100-token Submit: pack 38 -> ~8 us, decode 44 -> ~10 us). A peer
-of version 1 gets its frames dropped with a message naming both versions (all
-ranks of a job run one installation, so they never differ in practice).
+frames (a 2,100-token Submit: pack 38 -> ~8 us, decode 44 -> ~10 us).
+Version 3: each `Hints.retain` entry carries its score's steps. A peer of
+another version gets its frames dropped with a message naming both versions
+(all ranks of a job run one installation, so they never differ in practice).
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ import msgpack
 
 from saga_hpc.protocol.messages import MESSAGE_TYPES, Message
 
-PROTOCOL_VERSION = 2
+PROTOCOL_VERSION = 3
 
 
 class ProtocolError(ValueError):
@@ -60,8 +61,9 @@ def decode(frame: bytes) -> Message:
         if name not in body:
             raise ProtocolError(f"{cls.__name__}: missing field {name!r}")
     for name, value in body.items():
-        if name == "retain" and isinstance(value, list):  # msgpack turns tuples into lists
-            body[name] = value = [tuple(i) if isinstance(i, list) else i for i in value]
+        restore = schema.tuples.get(name)
+        if restore is not None:  # msgpack turns tuples into lists
+            body[name] = value = restore(value)
         if not schema.checks[name](value):
             raise ProtocolError(f"{cls.__name__}.{name}: bad value {value!r:.60}")
     for name in schema.id_lists:
@@ -72,6 +74,7 @@ def decode(frame: bytes) -> Message:
 
 
 Check = Callable[[Any], bool]
+Restore = Callable[[Any], Any]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -80,6 +83,7 @@ class _Schema:
     required: tuple[str, ...]  # fields without a default
     checks: dict[str, Check]  # per field: does a decoded value fit its annotation
     id_lists: tuple[str, ...]  # list[int] fields: packed ids on the wire
+    tuples: dict[str, Restore]  # fields with tuples inside: the lists msgpack sends back to tuples
 
 
 _SCHEMAS: dict[type[Any], _Schema] = {}
@@ -147,8 +151,37 @@ def _schema(cls: type[Any]) -> _Schema:
                 for f in fields
             },
             id_lists=tuple(f.name for f in fields if _is_id_list(hints[f.name])),
+            tuples={
+                f.name: restore
+                for f in fields
+                if (restore := _tuple_restore(hints[f.name])) is not None
+            },
         )
     return schema
+
+
+def _tuple_restore(hint: Any) -> Restore | None:
+    """What turns the lists msgpack made of a value's tuples back into tuples,
+    for an annotation of lists and tuples (None: no tuple inside). A value of
+    another shape is left as it came, for its check to reject."""
+    origin = typing.get_origin(hint)
+    if origin is tuple:
+        parts = [_tuple_restore(arg) or _same for arg in typing.get_args(hint)]
+        return lambda value: (
+            tuple(restore(v) for restore, v in zip(parts, value, strict=True))
+            if isinstance(value, list) and len(value) == len(parts)
+            else value
+        )
+    if origin is list:
+        each = _tuple_restore(typing.get_args(hint)[0])
+        if each is None:
+            return None
+        return lambda value: [each(v) for v in value] if isinstance(value, list) else value
+    return None
+
+
+def _same(value: Any) -> Any:
+    return value
 
 
 def _is_int(value: Any) -> bool:

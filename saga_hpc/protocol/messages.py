@@ -131,9 +131,12 @@ class Cancel:
 @dataclass(frozen=True, slots=True)
 class Hints:
     """Retention hints from the core: keep these workflows' blocks until a time, or
-    release them first. `until` is in the head's clock (seconds since epoch)."""
+    release them first. `until` is in the head's clock (seconds since epoch), as
+    are the times of `steps`: (time, score from then on), increasing, before
+    `until` (the AEG's score as the workflow stays away; `Retain.steps`)."""
 
-    retain: list[tuple[str, float, float]] = field(default_factory=list)  # (workflow, until, score)
+    # (workflow, until, score, steps)
+    retain: list[tuple[str, float, float, list[tuple[float, float]]]] = field(default_factory=list)
     release: list[str] = field(default_factory=list)
 
 

@@ -89,7 +89,9 @@ class WorkerChannel:
     def additional_config(self) -> dict[str, Any]:
         return {CONFIG_KEY: asdict(self.config)}
 
-    def push(self, retain: list[tuple[str, float, float]], release: list[str]) -> None:
+    def push(
+        self, retain: list[tuple[str, float, float, list[tuple[float, float]]]], release: list[str]
+    ) -> None:
         try:
             self.hints.send(
                 json.dumps({"retain": retain, "release": release}).encode(), zmq.NOBLOCK

@@ -1,8 +1,9 @@
 """vLLM scheduler class that applies the head's retention hints (`scheduler_cls`).
 
 Loaded by vLLM inside the engine-core process. Each `schedule()` first drains
-the hint socket (Retain: hold the workflow's blocks until `until`; Release:
-drop the hold and evict the workflow's blocks first), lets lapsed holds go,
+the hint socket (Retain: hold the workflow's blocks until `until`, with the
+score its steps put in force; Release: drop the hold and evict the workflow's
+blocks first), lets lapsed holds go,
 and frees holds if a waiting request could not otherwise be admitted; then
 vLLM schedules as usual. A request's workflow comes in
 `SamplingParams.extra_args["saga_workflow"]`; when a request ends its blocks are
@@ -113,9 +114,9 @@ class HintScheduler(Scheduler):
 
     def schedule(self, *args: Any, **kwargs: Any) -> Any:
         now = time.time()
-        self._apply_hints()
+        self._apply_hints(now)
         self.holds.expire(now)
-        self._unstall()
+        self._unstall(now)
         out = super().schedule(*args, **kwargs)
         for new in out.scheduled_new_reqs:
             wf = workflow_of(new.sampling_params)
@@ -143,7 +144,8 @@ class HintScheduler(Scheduler):
                 self.holds.release(wf)
                 self.holds.record(wf, list(groups[0]))
                 if self.saga.hold_grace_s > 0 and left <= 0:
-                    self.holds.hold(wf, time.time() + self.saga.hold_grace_s, 0.0)
+                    now = time.time()
+                    self.holds.hold(wf, now + self.saga.hold_grace_s, 0.0, now)
         super()._free_request_blocks(request)
 
     def shutdown(self) -> None:
@@ -154,25 +156,25 @@ class HintScheduler(Scheduler):
 
     # ------------------------------------------------------------- internals
 
-    def _apply_hints(self) -> None:
+    def _apply_hints(self, now: float) -> None:
         while True:
             try:
                 msg = json.loads(self.hint_sock.recv(zmq.NOBLOCK))
             except zmq.Again:
                 return
-            for wf, until, score in msg["retain"]:
+            for wf, until, score, steps in msg["retain"]:
                 # A hint that arrives after the workflow's next call is stale.
                 if wf not in self.live:
-                    self.holds.hold(wf, until, score)
+                    self.holds.hold(wf, until, score, now, steps)
             for wf in msg["release"]:
                 if wf not in self.live:
                     self.holds.release(wf, evict_first=True)
 
-    def _unstall(self) -> None:
+    def _unstall(self, now: float) -> None:
         """Nothing runs and the next waiting request does not fit: holds give way."""
         if self.holds.holds and not self.running and self.waiting:
             request = self.waiting.peek_request()
-            self.holds.make_room(math.ceil(request.num_tokens / self.block_size) + 1)
+            self.holds.make_room(math.ceil(request.num_tokens / self.block_size) + 1, now)
 
     def _memory_blocked(self) -> bool:
         request = self.waiting.peek_request() if self.waiting else None

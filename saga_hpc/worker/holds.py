@@ -13,24 +13,40 @@ an ended workflow's prefix stays a cache hit for whoever sends it next).
 
 It touches only `BlockPool.touch`, `BlockPool.free_blocks` and the free
 queue's `remove` / `prepend_n` of vLLM 0.32 (see `hint_scheduler.check_vllm`).
-Holds are bounded by `budget_blocks` references; the lowest `score` goes first.
+Holds are bounded by `budget_blocks` references; the lowest score goes first,
+each hold's score the one its hint's steps put in force at the time (the AEG's
+score as the workflow stays away, as the simulator's pools apply it).
 """
 
 from __future__ import annotations
 
+from bisect import bisect_right
 from collections import OrderedDict
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from operator import itemgetter
 from typing import Any
 
 Block = Any  # vllm.v1.core.kv_cache_utils.KVCacheBlock
 Pool = Any  # vllm.v1.core.block_pool.BlockPool
 
 
+Steps = Sequence[Sequence[float]]  # (time, score from then on), time increasing
+
+_time = itemgetter(0)
+
+
 @dataclass(slots=True)
 class Hold:
     blocks: list[Block]
     until: float
-    score: float
+    score: float  # before the first step
+    steps: Steps = ()
+
+    def score_at(self, now: float) -> float:
+        """The score of the last step due by `now`, `score` before the first."""
+        k = bisect_right(self.steps, now, key=_time)
+        return self.steps[k - 1][1] if k else self.score
 
 
 @dataclass(slots=True)
@@ -74,12 +90,12 @@ class BlockHolds:
 
     # -------------------------------------------------------------- holds
 
-    def hold(self, workflow: str, until: float, score: float) -> int:
+    def hold(self, workflow: str, until: float, score: float, now: float, steps: Steps = ()) -> int:
         """Pin the workflow's recorded blocks that still hold its prefix; an
-        existing hold only gets the new expiry and score. Returns blocks held."""
+        existing hold only gets the new expiry and scores. Returns blocks held."""
         current = self.holds.get(workflow)
         if current is not None:
-            current.until, current.score = until, score
+            current.until, current.score, current.steps = until, score, steps
             return len(current.blocks)
         # A prefix stops at the first block that was evicted and reused since.
         blocks: list[Block] = []
@@ -87,15 +103,16 @@ class BlockHolds:
             if b.block_hash != h:
                 break
             blocks.append(b)
-        self._make_budget(len(blocks), score)
-        blocks = blocks[: max(0, self.budget_blocks - self.held)]
-        if not blocks:
+        hold = Hold([], until, score, steps)
+        self._make_budget(len(blocks), hold.score_at(now), now)
+        hold.blocks = blocks[: max(0, self.budget_blocks - self.held)]
+        if not hold.blocks:
             return 0
-        self.pool.touch(blocks)
-        self.holds[workflow] = Hold(blocks, until, score)
-        self.held += len(blocks)
+        self.pool.touch(hold.blocks)
+        self.holds[workflow] = hold
+        self.held += len(hold.blocks)
         self.stats.holds += 1
-        return len(blocks)
+        return len(hold.blocks)
 
     def release(self, workflow: str, evict_first: bool = False) -> None:
         """Drop the workflow's hold; with `evict_first` its blocks that no other
@@ -120,21 +137,24 @@ class BlockHolds:
         for wf in [wf for wf, h in self.holds.items() if h.until <= now]:
             self.release(wf)
 
-    def make_room(self, blocks_needed: int) -> None:
-        """Free holds, lowest score first, until `blocks_needed` blocks are free (or
-        no hold is left): a request the engine cannot admit outranks any hold."""
+    def make_room(self, blocks_needed: int, now: float) -> None:
+        """Free holds, lowest score at `now` first, until `blocks_needed` blocks are
+        free (or no hold is left): a request the engine cannot admit outranks any hold."""
         while self.holds and self.pool.get_num_free_blocks() < blocks_needed:
-            self.release(min(self.holds, key=lambda wf: self.holds[wf].score))
+            self.release(self._lowest(now))
             self.stats.dropped_for_memory += 1
 
-    def _make_budget(self, wanted: int, score: float) -> None:
-        """Drop lower-scored holds until `wanted` more references fit the budget."""
+    def _make_budget(self, wanted: int, score: float, now: float) -> None:
+        """Drop holds scoring lower at `now` until `wanted` more references fit the budget."""
         while self.held + wanted > self.budget_blocks and self.holds:
-            victim = min(self.holds, key=lambda wf: self.holds[wf].score)
-            if self.holds[victim].score >= score:
+            victim = self._lowest(now)
+            if self.holds[victim].score_at(now) >= score:
                 return
             self.release(victim)
             self.stats.dropped_for_budget += 1
+
+    def _lowest(self, now: float) -> str:
+        return min(self.holds, key=lambda wf: self.holds[wf].score_at(now))
 
 
 # How far to look for the first cached block in the free queue. Beyond it the

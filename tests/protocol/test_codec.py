@@ -78,7 +78,9 @@ SAMPLES = [
     ),
     Failed(call_id="c1", message="boom", retryable=True),
     Cancel(call_id="c1"),
-    Hints(retain=[("wf", 12.5, 0.9)], release=["wf2"]),
+    Hints(
+        retain=[("wf", 12.5, 0.9, [(3.0, 1.5), (6.0, 0.2)]), ("wf3", 9.0, 1.0, [])], release=["wf2"]
+    ),
     Shutdown(grace_s=5.0),
     Bye(worker_id="w1", reason="shutdown"),
 ]
@@ -127,9 +129,17 @@ def _submit_frame(ids: object) -> bytes:
             _frame(v=PROTOCOL_VERSION, t="tokens", call_id="c", text="x", output_tokens=True),
             "bad value",
         ),
-        (
-            _frame(v=PROTOCOL_VERSION, t="hints", retain=[["wf", "soon", 1.0]], release=[]),
-            "bad value",
+        *(
+            (_frame(v=PROTOCOL_VERSION, t="hints", retain=retain, release=[]), "Hints.retain")
+            for retain in (
+                [["wf", "soon", 1.0, []]],
+                [["wf", 12.5, 0.9]],  # no steps
+                [["wf", 12.5, 0.9, 7]],
+                [["wf", 12.5, 0.9, [[3.0]]]],
+                [["wf", 12.5, 0.9, [[3.0, "x"]]]],
+                [["wf", 12.5, 0.9, [[3.0, 1.0, 2.0]]]],
+                "wf",
+            )
         ),
         *(
             (_submit_frame(ids), "Submit.prompt_token_ids: bad value")

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from saga_hpc.worker.holds import BlockHolds
+from saga_hpc.worker.holds import BlockHolds, Hold
 
 pytestmark = pytest.mark.vllm
 
@@ -38,7 +38,7 @@ def test_held_blocks_survive_allocation_that_evicts_everything_else() -> None:
     b = cached(pool, "b", 3)
     holds = BlockHolds(pool, budget_blocks=8)
     holds.record("wf-a", a)
-    assert holds.hold("wf-a", until=10.0, score=1.0) == 3
+    assert holds.hold("wf-a", until=10.0, score=1.0, now=0.0) == 3
     assert pool.get_num_free_blocks() == 5
     got = pool.get_new_blocks(5)  # LRU: b's blocks are newer, yet a's are held
     assert set(ids(got)) == set(ids(b)) | {7, 8}
@@ -90,7 +90,7 @@ def test_release_of_a_hold_gives_blocks_back_to_the_lru() -> None:
     a = cached(pool, "a", 3)
     holds = BlockHolds(pool, budget_blocks=8)
     holds.record("wf-a", a)
-    holds.hold("wf-a", until=5.0, score=1.0)
+    holds.hold("wf-a", until=5.0, score=1.0, now=0.0)
     holds.expire(now=4.0)
     assert holds.held == 3
     holds.expire(now=5.0)
@@ -104,12 +104,12 @@ def test_budget_drops_lower_scores_first_and_truncates_to_a_prefix() -> None:
     holds = BlockHolds(pool, budget_blocks=6)
     for wf, blocks in (("a", a), ("b", b), ("c", c)):
         holds.record(wf, blocks)
-    assert holds.hold("a", 10.0, score=0.5) == 4
-    assert holds.hold("b", 10.0, score=0.1) == 2  # budget left: the first 2 blocks
-    assert holds.hold("c", 10.0, score=1.0) == 4  # b, then a: lower scores give way
+    assert holds.hold("a", 10.0, score=0.5, now=0.0) == 4
+    assert holds.hold("b", 10.0, score=0.1, now=0.0) == 2  # budget left: the first 2 blocks
+    assert holds.hold("c", 10.0, score=1.0, now=0.0) == 4  # b, then a: lower scores give way
     assert set(holds.holds) == {"c"} and holds.held == 4
     assert holds.stats.dropped_for_budget == 2
-    assert holds.hold("d-unknown", 10.0, score=9.0) == 0  # nothing recorded: nothing held
+    assert holds.hold("d-unknown", 10.0, score=9.0, now=0.0) == 0  # nothing recorded: nothing held
 
 
 def test_a_prefix_stops_at_the_first_reused_block() -> None:
@@ -118,7 +118,7 @@ def test_a_prefix_stops_at_the_first_reused_block() -> None:
     holds = BlockHolds(pool, budget_blocks=8)
     holds.record("wf-a", a)
     a[1].reset_hash()  # evicted and reused since the workflow left
-    assert holds.hold("wf-a", 10.0, 1.0) == 1
+    assert holds.hold("wf-a", 10.0, 1.0, now=0.0) == 1
 
 
 def test_make_room_frees_lowest_score_until_the_request_fits() -> None:
@@ -127,8 +127,55 @@ def test_make_room_frees_lowest_score_until_the_request_fits() -> None:
     holds = BlockHolds(pool, budget_blocks=8)
     holds.record("a", a)
     holds.record("b", b)
-    holds.hold("a", 10.0, score=2.0)
-    holds.hold("b", 10.0, score=1.0)
-    holds.make_room(4)
+    holds.hold("a", 10.0, score=2.0, now=0.0)
+    holds.hold("b", 10.0, score=1.0, now=0.0)
+    holds.make_room(4, now=0.0)
     assert set(holds.holds) == {"a"} and pool.get_num_free_blocks() == 5
     assert holds.stats.dropped_for_memory == 1
+
+
+def test_a_holds_score_is_the_step_in_force() -> None:
+    # Steps as the hint channel's JSON brings them: lists.
+    hold = Hold([], until=20.0, score=1.0, steps=[[5.0, 0.5], [8.0, 2.0]])
+    times = (0.0, 4.9, 5.0, 7.9, 8.0, 30.0)
+    assert [hold.score_at(t) for t in times] == [1.0, 1.0, 0.5, 0.5, 2.0, 2.0]
+
+
+def two_holds(steps_a: list[list[float]]) -> tuple[Any, BlockHolds]:
+    """a: score 2 with `steps_a`, b: score 1, 3 blocks each, 2 free of 8."""
+    pool = pool_with(9)
+    a, b = cached(pool, "a", 3), cached(pool, "b", 3)
+    holds = BlockHolds(pool, budget_blocks=8)
+    holds.record("a", a)
+    holds.record("b", b)
+    holds.hold("a", 20.0, score=2.0, now=0.0, steps=steps_a)
+    holds.hold("b", 20.0, score=1.0, now=0.0)
+    return pool, holds
+
+
+def test_make_room_takes_the_lowest_score_at_now_before_and_after_a_step() -> None:
+    _, holds = two_holds([[5.0, 0.5]])
+    holds.make_room(4, now=4.9)  # a 2 > b 1: b goes
+    assert set(holds.holds) == {"a"}
+    _, holds = two_holds([[5.0, 0.5]])
+    holds.make_room(4, now=5.0)  # a from 5: 0.5 < b 1: a goes
+    assert set(holds.holds) == {"b"}
+    pool, holds = two_holds([[5.0, 0.5]])
+    holds.hold("a", 20.0, score=2.0, now=5.0)  # a new hint for a: its steps replaced
+    holds.make_room(4, now=6.0)
+    assert set(holds.holds) == {"a"} and pool.get_num_free_blocks() == 5
+
+
+def test_budget_compares_the_scores_in_force_when_a_hold_arrives() -> None:
+    def after_c(now: float) -> set[str]:
+        pool = pool_with(17)
+        holds = BlockHolds(pool, budget_blocks=6)
+        for wf in "abc":
+            holds.record(wf, cached(pool, wf, 3))
+        holds.hold("a", 20.0, score=0.5, now=0.0, steps=[[5.0, 3.0]])
+        holds.hold("b", 20.0, score=2.0, now=0.0)
+        holds.hold("c", 20.0, score=1.0, now=now, steps=[[now + 1.0, 0.1]])
+        return set(holds.holds)
+
+    assert after_c(4.0) == {"b", "c"}  # a 0.5 < c 1: a gives way
+    assert after_c(5.0) == {"a", "b"}  # a from 5: 3; no hold scores below c's 1
