@@ -70,6 +70,7 @@ class EchoWorker:
         self.tasks: dict[str, asyncio.Task[None]] = {}
         self.silent = False  # stop heartbeating (simulates a hung worker)
         self.dead = False  # neither answer nor heartbeat (simulates SIGKILL)
+        self.recheck_due = False  # a look at the socket's events is scheduled
 
     async def run(self, stop: asyncio.Event) -> None:
         ctx = zmq.asyncio.Context()
@@ -137,10 +138,17 @@ class EchoWorker:
             self.plain.send(frame, zmq.NOBLOCK)
             # The send may have taken the descriptor's edge of frames arriving
             # meanwhile: reading EVENTS through the asyncio socket lets its
-            # poll see them (as after its own sends).
-            self.sock.get(zmq.EVENTS)
+            # poll see them (as after its own sends); once per turn of the loop.
+            if not self.recheck_due:
+                self.recheck_due = True
+                asyncio.get_running_loop().call_soon(self._recheck)
         except zmq.Again:
             await self.sock.send(frame)
+
+    def _recheck(self) -> None:
+        self.recheck_due = False
+        if not self.sock.closed:
+            self.sock.get(zmq.EVENTS)
 
     def die(self) -> None:
         """Go silent at once, as a killed process would (the socket stays open)."""

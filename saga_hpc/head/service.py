@@ -78,6 +78,7 @@ class HeadService:
         # The same socket without asyncio's futures, for frames that go at once.
         self._plain: zmq.Socket[bytes] = zmq.Socket.shadow(self.router.underlying)
         self._sends_waiting = 0  # sends through the asyncio socket not yet done
+        self._recheck_due = False  # a look at the socket's events is scheduled
         self.workers_ready = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self._byes: asyncio.Queue[str] = asyncio.Queue()
@@ -346,8 +347,11 @@ class HeadService:
                 # ZeroMQ signals its socket's file descriptor by edge: the send
                 # may have taken the edge of frames arriving meanwhile, which
                 # the asyncio socket's receive waits for. Reading EVENTS through
-                # it lets it see them (what it does after its own sends).
-                self.router.get(zmq.EVENTS)
+                # it lets it see them (what it does after its own sends): once
+                # for all the sends of this turn of the loop, at its next turn.
+                if not self._recheck_due:
+                    self._recheck_due = True
+                    asyncio.get_running_loop().call_soon(self._recheck)
                 return
             except zmq.Again:
                 pass
@@ -362,6 +366,11 @@ class HeadService:
             log.warning("send %s failed: %s", type(msg).__name__, exc)
             return
         sent.add_done_callback(self._sent)
+
+    def _recheck(self) -> None:
+        self._recheck_due = False
+        if not self.router.closed:
+            self.router.get(zmq.EVENTS)
 
     def _sent(self, sent: asyncio.Future[Any]) -> None:
         self._sends_waiting -= 1
