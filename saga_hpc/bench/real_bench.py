@@ -25,6 +25,7 @@ from typing import Any
 
 import httpx
 
+from saga_hpc.bench import jsondoc
 from saga_hpc.bench.fit_profile import CallTiming, call_timings, fit, sim_vs_real
 from saga_hpc.bench.real_client import replay, timed_call
 from saga_hpc.bench.real_trace import (
@@ -209,7 +210,7 @@ def _save_calls(path: Path, r: SimResult, timings: list[CallTiming]) -> None:
         "calls": [asdict(c) for c in r.calls],
         "engine_timings": [asdict(t) for t in timings],
     }
-    path.write_text(json.dumps(doc) + "\n")
+    path.write_text(jsondoc.dumps(doc, indent=None) + "\n")
 
 
 def run_real_bench(

@@ -4,12 +4,12 @@ with `--real`, the same kind of trace against real vLLM workers (`bench.real_ben
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 from pathlib import Path
 from typing import Any
 
+from saga_hpc.bench import jsondoc
 from saga_hpc.errors import UsageError
 
 
@@ -164,7 +164,7 @@ def _bench(args: argparse.Namespace) -> int:
     doc, results = run_bench(cfg, profile, progress=lambda s: print(s, file=sys.stderr, flush=True))
     print(table(doc))
     if args.json:
-        args.json.write_text(json.dumps(doc, indent=2, allow_nan=True) + "\n")
+        args.json.write_text(jsondoc.dumps(doc) + "\n")
     if args.plots:
         from saga_hpc.bench.plots import write_plots
 
@@ -243,7 +243,7 @@ def _real(args: argparse.Namespace) -> int:
             f"{e['kv_hit_rate_sim']:.3f} vs {e['kv_hit_rate_real']:.3f}{seen}"
         )
     if args.json:
-        args.json.write_text(json.dumps(doc, indent=2, allow_nan=True) + "\n")
+        args.json.write_text(jsondoc.dumps(doc) + "\n")
     return 0
 
 

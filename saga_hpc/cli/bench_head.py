@@ -4,10 +4,10 @@ with echo workers and print calls/s, head-added latency and where the CPU went."
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from pathlib import Path
 
+from saga_hpc.bench import jsondoc
 from saga_hpc.config import saga_home
 from saga_hpc.errors import UsageError
 
@@ -92,7 +92,7 @@ def _bench_head(args: argparse.Namespace) -> int:
         tag=f"bench-{int(time.time())}",  # fresh call ids on a reused store
     )
     doc = run_bench(opts, spec, warmup_calls=args.warmup)
-    text = json.dumps(doc, indent=2)
+    text = jsondoc.dumps(doc)
     print(text)
     if args.json:
         args.json.write_text(text + "\n")
