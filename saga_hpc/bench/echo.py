@@ -40,6 +40,7 @@ from saga_hpc.protocol import (
     encode,
 )
 from saga_hpc.protocol.curve import WorkerCredentials, worker_socket
+from saga_hpc.protocol.rearm import EdgeRearm
 
 
 class EchoWorker:
@@ -70,7 +71,6 @@ class EchoWorker:
         self.tasks: dict[str, asyncio.Task[None]] = {}
         self.silent = False  # stop heartbeating (simulates a hung worker)
         self.dead = False  # neither answer nor heartbeat (simulates SIGKILL)
-        self.recheck_due = False  # a look at the socket's events is scheduled
 
     async def run(self, stop: asyncio.Event) -> None:
         ctx = zmq.asyncio.Context()
@@ -96,6 +96,7 @@ class EchoWorker:
         # an awaited send or receive costs a future and a loop round trip per
         # frame, more than the echo's own work.
         self.plain: zmq.Socket[bytes] = zmq.Socket.shadow(sock.underlying)
+        self.rearm = EdgeRearm(sock)
         beat = asyncio.create_task(self._beat())
         try:
             leaving = False
@@ -136,19 +137,9 @@ class EchoWorker:
         frame = encode(msg)
         try:
             self.plain.send(frame, zmq.NOBLOCK)
-            # The send may have taken the descriptor's edge of frames arriving
-            # meanwhile: reading EVENTS through the asyncio socket lets its
-            # poll see them (as after its own sends); once per turn of the loop.
-            if not self.recheck_due:
-                self.recheck_due = True
-                asyncio.get_running_loop().call_soon(self._recheck)
+            self.rearm.after_send()  # the send may have taken a receive's edge
         except zmq.Again:
             await self.sock.send(frame)
-
-    def _recheck(self) -> None:
-        self.recheck_due = False
-        if not self.sock.closed:
-            self.sock.get(zmq.EVENTS)
 
     def die(self) -> None:
         """Go silent at once, as a killed process would (the socket stays open)."""

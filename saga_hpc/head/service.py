@@ -44,6 +44,7 @@ from saga_hpc.protocol import (
 )
 from saga_hpc.protocol.curve import WorkerGate
 from saga_hpc.protocol.messages import Message
+from saga_hpc.protocol.rearm import EdgeRearm
 from saga_hpc.store.store import CallRecord, Store
 
 log = logging.getLogger("saga_hpc.head")
@@ -78,7 +79,7 @@ class HeadService:
         # The same socket without asyncio's futures, for frames that go at once.
         self._plain: zmq.Socket[bytes] = zmq.Socket.shadow(self.router.underlying)
         self._sends_waiting = 0  # sends through the asyncio socket not yet done
-        self._recheck_due = False  # a look at the socket's events is scheduled
+        self._rearm = EdgeRearm(self.router)  # after each send through _plain
         self.workers_ready = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self._byes: asyncio.Queue[str] = asyncio.Queue()
@@ -344,14 +345,7 @@ class HeadService:
         if not self._sends_waiting:
             try:
                 self._plain.send_multipart(frame, zmq.NOBLOCK)
-                # ZeroMQ signals its socket's file descriptor by edge: the send
-                # may have taken the edge of frames arriving meanwhile, which
-                # the asyncio socket's receive waits for. Reading EVENTS through
-                # it lets it see them (what it does after its own sends): once
-                # for all the sends of this turn of the loop, at its next turn.
-                if not self._recheck_due:
-                    self._recheck_due = True
-                    asyncio.get_running_loop().call_soon(self._recheck)
+                self._rearm.after_send()  # the send may have taken a receive's edge
                 return
             except zmq.Again:
                 pass
@@ -366,11 +360,6 @@ class HeadService:
             log.warning("send %s failed: %s", type(msg).__name__, exc)
             return
         sent.add_done_callback(self._sent)
-
-    def _recheck(self) -> None:
-        self._recheck_due = False
-        if not self.router.closed:
-            self.router.get(zmq.EVENTS)
 
     def _sent(self, sent: asyncio.Future[Any]) -> None:
         self._sends_waiting -= 1
