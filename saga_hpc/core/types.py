@@ -11,6 +11,7 @@ where it did and what was kept for it (dask-distributed's idea).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import MISSING, dataclass, field, fields
 from typing import TypeVar
 
@@ -148,6 +149,17 @@ class Retain:
     stimulus_id: str
     reason: str = ""  # e.g. "aeg: P(return after pytest, call 12) 0.97, E[gap] 14.2s"
     steps: tuple[tuple[float, float], ...] = ()  # (from time, score), before `until`
+
+
+def score_in_force(score: float, steps: Sequence[Sequence[float]], now: float) -> float:
+    """A Retain's score at `now`: that of its last step due by `now`, `score`
+    before the first. The one rule for every pool that ranks by it (the vLLM
+    worker's holds get the steps as JSON lists, hence Sequence)."""
+    for step in steps:
+        if step[0] > now:
+            break
+        score = step[1]
+    return score
 
 
 @fast_init

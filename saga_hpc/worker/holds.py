@@ -20,20 +20,18 @@ score as the workflow stays away, as the simulator's pools apply it).
 
 from __future__ import annotations
 
-from bisect import bisect_right
 from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from operator import itemgetter
 from typing import Any
+
+from saga_hpc.core.types import score_in_force
 
 Block = Any  # vllm.v1.core.kv_cache_utils.KVCacheBlock
 Pool = Any  # vllm.v1.core.block_pool.BlockPool
 
 
 Steps = Sequence[Sequence[float]]  # (time, score from then on), time increasing
-
-_time = itemgetter(0)
 
 
 @dataclass(slots=True)
@@ -44,9 +42,7 @@ class Hold:
     steps: Steps = ()
 
     def score_at(self, now: float) -> float:
-        """The score of the last step due by `now`, `score` before the first."""
-        k = bisect_right(self.steps, now, key=_time)
-        return self.steps[k - 1][1] if k else self.score
+        return score_in_force(self.score, self.steps, now)
 
 
 @dataclass(slots=True)

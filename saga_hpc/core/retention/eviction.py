@@ -22,6 +22,8 @@ from dataclasses import dataclass
 
 from mypy_extensions import mypyc_attr
 
+from saga_hpc.core.types import score_in_force
+
 Key = tuple[float, float, float]
 NextUse = Callable[[int, float], float]
 """`next_use(block_hash, now)`: when the block is next read (inf if never)."""
@@ -37,13 +39,7 @@ class Hint:
     steps: tuple[tuple[float, float], ...] = ()  # (from time, score), before `until`
 
     def score_at(self, now: float) -> float:
-        """The score from the last step due by `now` (`score` before the first)."""
-        score = self.score
-        for at, later in self.steps:
-            if at > now:
-                break
-            score = later
-        return score
+        return score_in_force(self.score, self.steps, now)
 
 
 # Compiled (saga_hpc/compiled.py), a class takes Python subclasses only if it says so.
