@@ -69,7 +69,8 @@ class ChatTemplate:
         # the special tokens, then its own arguments (later ones win, as there).
         self._variables = variables
         self._loop = _plain_loop(template, source, self._whole)
-        self._cache: OrderedDict[tuple[str, str], str] = OrderedDict()  # least recent first
+        # Evicted in the order cached: lookups run without the lock, so they do not reorder.
+        self._cache: OrderedDict[tuple[str, str], str] = OrderedDict()
         self._chars = 0
         self.max_chars = 16_000_000
         self._lock = threading.Lock()  # rendering runs in threads too
