@@ -20,17 +20,23 @@ the agents sharing the machine):
 - call overhead: the rest of a call's latency, outside the engine and the
   head's queue (HTTP, the head, the worker's front end), mean per call.
 
-`sim_vs_real` replays a trace in the simulator with a profile and reports the
-TCT error per system against real runs of the same trace.
+Repeated runs (`bench --real --repeat N`) are pooled: the fit takes every
+round's calls (`pooled`: each round's workers kept apart), and `sim_vs_real`
+compares the simulator's TCT per system, which is deterministic, with the
+real TCT averaged over the rounds, and gives the per-round errors' range too.
+One real run on a shared machine swings by 15-25% with its load, so one run
+is a poor reference.
 """
 
 from __future__ import annotations
 
 import bisect
+import dataclasses
 import statistics
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from saga_hpc.sim.engine import SimResult, Simulation
 from saga_hpc.sim.metrics import summarize
@@ -112,6 +118,17 @@ def call_timings(
             )
         )
     return out
+
+
+def pooled(runs: Sequence[Sequence[CallTiming]]) -> list[CallTiming]:
+    """The calls of several runs as one fit's input: each run's workers are renamed
+    apart (`r<i>/<worker>`), so that windows of different runs never count as
+    overlapping (in the prefill union or a decode batch), whatever their clocks."""
+    if len(runs) == 1:
+        return list(runs[0])
+    return [
+        dataclasses.replace(t, worker=f"r{i}/{t.worker}") for i, run in enumerate(runs) for t in run
+    ]
 
 
 def fit(timings: Sequence[CallTiming]) -> Fit:
@@ -197,18 +214,31 @@ def _union(spans: Iterable[tuple[float, float]]) -> float:
 
 
 def sim_vs_real(
-    tasks: list[Task], real: dict[str, SimResult], profile: GpuProfile, shares: dict[str, float]
-) -> dict[str, dict[str, float]]:
-    """Per system: TCT mean and KV hit rate, real and simulated, and the TCT error."""
-    out = {}
-    for system, r in real.items():
-        sim = Simulation(tasks, system, r.gpus, profile, shares=shares).run()
-        real_m, sim_m = summarize(r, shares), summarize(sim, shares)
+    tasks: list[Task],
+    rounds: Sequence[Mapping[str, SimResult]],
+    profile: GpuProfile,
+    shares: dict[str, float],
+) -> dict[str, dict[str, Any]]:
+    """Per system: TCT mean and KV hit rate, real (mean over the rounds) and simulated
+    (once: the simulator is deterministic), the TCT error against the real mean,
+    and each round's error."""
+    out: dict[str, dict[str, Any]] = {}
+    for system, first in rounds[0].items():
+        sim = Simulation(tasks, system, first.gpus, profile, shares=shares).run()
+        sim_m = summarize(sim, shares)
+        real = [summarize(r[system], shares) for r in rounds]
+        tct = [float(m["tct_mean_s"]) for m in real]
+        errors = [sim_m["tct_mean_s"] / x - 1 for x in tct]
+        tct_real = statistics.fmean(tct)
         out[system] = {
-            "tct_mean_real_s": real_m["tct_mean_s"],
+            "rounds": len(real),
+            "tct_mean_real_s": tct_real,
             "tct_mean_sim_s": sim_m["tct_mean_s"],
-            "tct_mean_error": sim_m["tct_mean_s"] / real_m["tct_mean_s"] - 1,
-            "kv_hit_rate_real": real_m["kv_hit_rate"],
+            "tct_mean_error": sim_m["tct_mean_s"] / tct_real - 1,
+            "tct_mean_error_per_round": errors,
+            "tct_mean_error_min": min(errors),
+            "tct_mean_error_max": max(errors),
+            "kv_hit_rate_real": statistics.fmean(float(m["kv_hit_rate"]) for m in real),
             "kv_hit_rate_sim": sim_m["kv_hit_rate"],
         }
     return out

