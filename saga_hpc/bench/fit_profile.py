@@ -17,8 +17,13 @@ the agents sharing the machine):
   number of calls in the engine on its worker meanwhile, by least squares
   weighted by steps: decode_s = (out - 1) (s1 + k (batch - 1)). It includes
   the steps stalled by other calls' prefills.
-- call overhead: the rest of a call's latency, outside the engine and the
-  head's queue (HTTP, the head, the worker's front end), mean per call.
+- call overhead: the rest of a call's turn, outside the engine and the head's
+  queue, mean per call. A turn runs from when the agent's task was due to send
+  the call (its arrival, or the previous answer plus the tool's time) to the
+  answer: HTTP, the head, the worker's front end, and the agent's own lateness
+  (a tool's sleep or the task's start that wakes late on a busy machine). The
+  turns and the tools add up to the TCT, so the simulator, which adds the
+  overhead between a call's end and the next, sees all of the TCT's time.
 
 Repeated runs (`bench --real --repeat N`) are pooled: the fit takes every
 round's calls (`pooled`: each round's workers kept apart), and `sim_vs_real`
@@ -91,11 +96,12 @@ class Fit:
 
 
 def call_timings(
-    calls: Iterable[StoredCall], client_latency_s: Mapping[tuple[str, int], float] | None = None
+    calls: Iterable[StoredCall], turn_s: Mapping[tuple[str, int], float] | None = None
 ) -> list[CallTiming]:
-    """The calls the engine timed. `client_latency_s` ((workflow, seq) -> latency the
-    agent measured) adds the time between the agent and the head to the overhead;
-    without it the overhead is what the head sees (the ledger alone)."""
+    """The calls the engine timed. `turn_s` ((workflow, seq) -> the call's turn as the
+    agent measured it: from when it was due to its answer) adds the agent's time
+    outside the head to the overhead; without it the overhead is what the head
+    sees (the ledger alone)."""
     out = []
     for c in calls:
         if c.prefill_s is None or c.decode_s is None:
@@ -103,9 +109,9 @@ def call_timings(
         queue = c.engine_queue_s or 0.0
         engine = queue + c.prefill_s + c.decode_s
         overhead = max(0.0, c.finished_at - c.dispatched_at - engine)
-        if client_latency_s is not None and (c.workflow_id, c.seq) in client_latency_s:
+        if turn_s is not None and (c.workflow_id, c.seq) in turn_s:
             head_s = c.finished_at - c.arrived_at
-            overhead += max(0.0, client_latency_s[c.workflow_id, c.seq] - head_s)
+            overhead += max(0.0, turn_s[c.workflow_id, c.seq] - head_s)
         out.append(
             CallTiming(
                 worker=c.worker,

@@ -190,16 +190,22 @@ def run_system(
         wall_s=wall,
         makespan_s=rep.makespan_s,
     )
-    return result, measured, call_timings(ledger, _client_latency(rep.calls))
+    return result, measured, call_timings(ledger, turns(rep.calls, tasks))
 
 
-def _client_latency(calls: list[CallRecord]) -> dict[tuple[str, int], float]:
-    """(workflow, seq) -> latency the agent measured (a task's calls are recorded in order)."""
+def turns(calls: list[CallRecord], tasks: list[Task]) -> dict[tuple[str, int], float]:
+    """(workflow, seq) -> the call's turn: from when the agent's task was due to send it
+    (its arrival, or the previous answer plus the tool's time) to its answer; the
+    latency the agent measured plus how late it sent the call. A task's calls are
+    recorded in order; its turns and tools add up to its TCT."""
+    by_id = {t.task_id: t for t in tasks}
     seq: dict[str, int] = {}
+    due: dict[str, float] = {}
     out = {}
     for c in calls:
         n = seq[c.task_id] = seq.get(c.task_id, -1) + 1
-        out[c.task_id, n] = c.service_s
+        out[c.task_id, n] = c.finished - due.get(c.task_id, by_id[c.task_id].arrival_s)
+        due[c.task_id] = c.finished + by_id[c.task_id].steps[n].tool_s
     return out
 
 
@@ -329,11 +335,9 @@ def _fit_and_replay(
     assert cfg.fit_profile is not None
     fitted_on = cfg.systems[0]
     fitted = fit(pooled(timings))
-    runs = (
-        f"run's {fitted.calls} calls"
-        if len(timings) == 1
-        else (f"{len(timings)} runs' {fitted.calls} calls")
-    )
+    runs = f"run's {fitted.calls} calls"
+    if len(timings) > 1:
+        runs = f"runs' {fitted.calls} calls over {len(timings)} rounds"
     profile = fitted.profile(
         name=cfg.fit_profile.stem,
         kv_tokens=cfg.kv_tokens // BLOCK_SIZE * BLOCK_SIZE,

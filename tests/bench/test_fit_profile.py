@@ -15,12 +15,14 @@ from saga_hpc.bench.fit_profile import (
     pooled,
     sim_vs_real,
 )
+from saga_hpc.bench.real_bench import turns
 from saga_hpc.bench.real_trace import TraceScale, scaled_trace
 from saga_hpc.bench.sim_bench import DEFAULT_TENANTS
 from saga_hpc.sim.engine import SimResult, Simulation
 from saga_hpc.sim.profile import load_profile
 from saga_hpc.sim.records import CallRecord
 from saga_hpc.store.records import StoredCall
+from saga_hpc.workload.model import Step, Task
 
 
 def timing(
@@ -98,7 +100,7 @@ def test_overhead_is_the_latency_outside_the_engine_and_the_head_queue() -> None
     (t,) = call_timings([row])
     assert (t.uncached, t.scheduled) == (200, pytest.approx(100.7))
     assert t.overhead_s == pytest.approx(1.5 - 1.4)
-    # The agent saw 2.25 s where the head saw 2 s: the network's quarter second too.
+    # The agent's turn was 2.25 s where the head saw 2 s: that quarter second too.
     (t,) = call_timings([row], {("wf", 0): 2.25})
     assert t.overhead_s == pytest.approx(0.35)
     without = StoredCall(**{**row.__dict__, "prefill_s": None})
@@ -161,3 +163,17 @@ def test_sim_is_compared_with_the_real_tct_pooled_over_rounds() -> None:
     (one,) = sim_vs_real(tasks, rounds[1:], profile, shares).values()
     assert one["tct_mean_error"] == pytest.approx(-0.2)
     assert one["kv_hit_rate_real"] == pytest.approx(0.8)
+
+
+def test_a_turn_runs_from_when_the_call_was_due_and_turns_and_tools_make_the_tct() -> None:
+    steps = (Step(0, 100, 10, "bash", 0.5), Step(110, 50, 10, None, 0.0))
+    task = Task("a", "physics", "swe", 1.0, 50, steps)
+
+    def call(sent: float, finished: float) -> CallRecord:
+        return CallRecord("a", "physics", sent, 0.1, 0.01, finished, 100, 0, 10, finished - sent)
+
+    # Sent 0.3 s after its arrival, answered at 2.0; the tool's 0.5 s ends at 2.5,
+    # the next call goes out 0.2 s late, at 2.7, and is answered at 3.0.
+    got = turns([call(1.3, 2.0), call(2.7, 3.0)], [task])
+    assert got == {("a", 0): pytest.approx(1.0), ("a", 1): pytest.approx(0.5)}
+    assert sum(got.values()) + 0.5 == pytest.approx(3.0 - task.arrival_s)  # its TCT
