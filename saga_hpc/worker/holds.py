@@ -88,17 +88,18 @@ class BlockHolds:
 
     def hold(self, workflow: str, until: float, score: float, now: float, steps: Steps = ()) -> int:
         """Pin the workflow's recorded blocks that still hold its prefix; an
-        existing hold only gets the new expiry and scores. Returns blocks held."""
+        existing hold gets the new expiry and scores, and the rest of the prefix
+        if the budget cut it short. Returns blocks held."""
+        blocks = self._prefix(workflow)
         current = self.holds.get(workflow)
         if current is not None:
             current.until, current.score, current.steps = until, score, steps
-            return len(current.blocks)
-        # A prefix stops at the first block that was evicted and reused since.
-        blocks: list[Block] = []
-        for b, h in self.records.get(workflow, []):
-            if b.block_hash != h:
-                break
-            blocks.append(b)
+            if len(current.blocks) >= len(blocks):
+                return len(current.blocks)
+            # The budget cut it short when it came with the grace hold's score 0,
+            # which outranks no hold: with the head's score it may take the rest
+            # from holds that score lower, as a new hold would.
+            self.release(workflow)
         hold = Hold([], until, score, steps)
         self._make_budget(len(blocks), hold.score_at(now), now)
         hold.blocks = blocks[: max(0, self.budget_blocks - self.held)]
@@ -109,6 +110,15 @@ class BlockHolds:
         self.held += len(hold.blocks)
         self.stats.holds += 1
         return len(hold.blocks)
+
+    def _prefix(self, workflow: str) -> list[Block]:
+        """The workflow's recorded blocks up to the first one evicted and reused since."""
+        blocks: list[Block] = []
+        for b, h in self.records.get(workflow, []):
+            if b.block_hash != h:
+                break
+            blocks.append(b)
+        return blocks
 
     def release(self, workflow: str, evict_first: bool = False) -> None:
         """Drop the workflow's hold; with `evict_first` its blocks that no other

@@ -179,3 +179,25 @@ def test_budget_compares_the_scores_in_force_when_a_hold_arrives() -> None:
 
     assert after_c(4.0) == {"b", "c"}  # a 0.5 < c 1: a gives way
     assert after_c(5.0) == {"a", "b"}  # a from 5: 3; no hold scores below c's 1
+
+
+def test_the_heads_hint_extends_a_grace_hold_the_budget_cut_short() -> None:
+    def after_hint(score: float) -> tuple[BlockHolds, list[Any], list[Any]]:
+        pool = pool_with(17)
+        low, a = cached(pool, "low", 3), cached(pool, "a", 3)
+        holds = BlockHolds(pool, budget_blocks=5)
+        holds.record("low", low)
+        holds.record("a", a)
+        assert holds.hold("low", 20.0, score=0.5, now=0.0) == 3
+        # a's call ended: the grace hold (score 0) gets what the budget has left.
+        assert holds.hold("a", 1.0, score=0.0, now=0.0) == 2
+        holds.hold("a", 20.0, score=score, now=0.1)  # then the head's hint
+        return holds, low, a
+
+    holds, low, a = after_hint(2.0)  # outranks low: low gives way, a is held whole
+    assert set(holds.holds) == {"a"} and holds.held == 3
+    assert [x.ref_cnt for x in a] == [1, 1, 1] and [x.ref_cnt for x in low] == [0, 0, 0]
+    assert holds.stats.dropped_for_budget == 1
+    holds, low, a = after_hint(0.1)  # outranks nothing: a keeps what it had
+    assert holds.held == 5 and len(holds.holds["a"].blocks) == 2
+    assert holds.holds["a"].until == 20.0 and [x.ref_cnt for x in a] == [1, 1, 0]
