@@ -186,11 +186,27 @@ class WorkerRunner:
                 self.heartbeat_s = msg.heartbeat_s
             case Hints():
                 if self.channel is not None and self.settings.retention_hints:
+                    if log.isEnabledFor(logging.DEBUG):
+                        self._log_hints(msg)
                     self.channel.push(msg.retain, msg.release)
             case Shutdown():
                 self.stopping.set()
             case _:
                 log.error("%s: unexpected %s from head", self.worker_id, type(msg).__name__)
+
+    def _log_hints(self, msg: Hints) -> None:
+        """What reaches the engine's scheduler, as the head sent it (times in its clock)."""
+        for wf, until, score, steps in msg.retain:
+            log.debug(
+                "%s: hint retain %s until %r score %r steps %r",
+                self.worker_id,
+                wf,
+                until,
+                score,
+                steps,
+            )
+        for wf in msg.release:
+            log.debug("%s: hint release %s", self.worker_id, wf)
 
     async def _run_call(self, msg: Submit) -> None:
         from vllm import SamplingParams
