@@ -66,6 +66,11 @@ class Store:
                 raise UsageError(f"cannot use database URL {url!r}: {exc}") from exc
         return cls(engine)
 
+    @property
+    def concurrent_writers(self) -> bool:
+        """Two transactions can write at once (PostgreSQL); SQLite has one write lock."""
+        return self.engine.dialect.name != "sqlite"
+
     def upgrade(self) -> None:
         """Migrate to the newest schema (idempotent; safe when processes race)."""
         from alembic import command
