@@ -14,6 +14,7 @@ calls like the MPI ranks, and leaves when the head stops or on SIGTERM.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import os
 import signal
@@ -48,8 +49,12 @@ def _worker(args: argparse.Namespace) -> int:
     logging.basicConfig(
         level=args.log_level, format="%(asctime)s %(name)s %(levelname)s %(message)s"
     )
+    from saga_hpc.worker.engine import THREADS_ENV, engine_threads
     from saga_hpc.worker.runner import run_worker
 
     name = f"{socket.gethostname()}-{os.getpid()}"
-    run_worker(rendezvous.endpoint, 0, rendezvous.settings(), rendezvous.credentials, name)
+    # One engine of its own: the CPUs this process may use (srun binds the step's).
+    threads = engine_threads(len(os.sched_getaffinity(0)), 1, os.environ.get(THREADS_ENV))
+    settings = dataclasses.replace(rendezvous.settings(), cpu_threads=threads)
+    run_worker(rendezvous.endpoint, 0, settings, rendezvous.credentials, name)
     return 0

@@ -10,6 +10,8 @@ import os
 from dataclasses import dataclass
 from typing import Any
 
+from saga_hpc.errors import UsageError
+
 
 @dataclass(frozen=True)
 class EngineSettings:
@@ -41,6 +43,9 @@ class EngineSettings:
     """With hints on: hold a finished call's blocks this long until the hint arrives."""
     hold_budget: float = 0.5
     """With hints on: at most this fraction of the KV pool is held for away workflows."""
+    cpu_threads: int | None = None
+    """CPU build only: torch threads of the engine (`engine_threads`); None: the
+    CPUs this process may use."""
 
 
 HINT_SCHEDULER = "saga_hpc.worker.hint_scheduler.HintScheduler"
@@ -66,6 +71,24 @@ def device_for_worker(local_index: int, visible: str | None) -> str | None:
     if len(devices) < 2:
         return None
     return devices[local_index % len(devices)]
+
+
+THREADS_ENV = "SAGA_ENGINE_THREADS"
+
+
+def engine_threads(cpus: int, workers_on_node: int, override: str | None = None) -> int:
+    """Torch threads for one engine of the CPU build: its share of the node's CPUs
+    (`cpus` this process may use, split among the node's worker ranks), or
+    `override` (SAGA_ENGINE_THREADS, set by an admin) when given."""
+    if override:
+        try:
+            threads = int(override)
+        except ValueError:
+            threads = 0
+        if threads < 1:
+            raise UsageError(f"{THREADS_ENV}={override!r}: a whole number of threads >= 1")
+        return threads
+    return max(1, cpus // max(1, workers_on_node))
 
 
 def engine_kwargs(
@@ -98,7 +121,7 @@ def engine_kwargs(
 
 def build_engine(s: EngineSettings, channel: dict[str, Any] | None = None) -> Any:
     """Start the engine (engine-core runs in a child process vLLM manages)."""
-    # Each rank already is one process per core budget; keep torch from oversubscribing.
+    # vLLM's own CPU thread binding assumes the node is the engine's alone.
     os.environ.setdefault("VLLM_CPU_OMP_THREADS_BIND", "nobind")
     from vllm.engine.arg_utils import AsyncEngineArgs
     from vllm.platforms import current_platform
@@ -106,5 +129,27 @@ def build_engine(s: EngineSettings, channel: dict[str, Any] | None = None) -> An
 
     from saga_hpc.worker.stats import SnapshotLogger
 
-    kwargs = engine_kwargs(s, current_platform.is_cpu(), channel)
+    on_cpu = current_platform.is_cpu()
+    kwargs = engine_kwargs(s, on_cpu, channel)
+    if on_cpu:
+        _budget_cpu(s, kwargs)
     return AsyncLLM.from_engine_args(AsyncEngineArgs(**kwargs), stat_loggers=[SnapshotLogger])
+
+
+def _budget_cpu(s: EngineSettings, kwargs: dict[str, Any]) -> None:
+    """Keep a CPU engine to its share of the node (docs/deploy.md, "CPU threads").
+
+    The model runs in the engine-core process (vLLM's single-process executor,
+    its default for one GPU): vLLM's CPU build otherwise runs it in a further
+    process fed through a shared-memory queue whose readers (both processes)
+    spin on `sched_yield` for a second after every message, which took CPU
+    from the head and the agents between steps. Torch gets `cpu_threads`, set
+    before vLLM forks (a forked engine-core inherits the count) and in the
+    environment (a spawned one reads it)."""
+    import torch
+    from vllm.v1.executor.uniproc_executor import UniProcExecutor
+
+    threads = s.cpu_threads or len(os.sched_getaffinity(0))
+    os.environ["OMP_NUM_THREADS"] = str(threads)
+    torch.set_num_threads(threads)
+    kwargs["distributed_executor_backend"] = UniProcExecutor

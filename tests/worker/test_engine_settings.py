@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import pytest
+
+from saga_hpc.errors import UsageError
 from saga_hpc.worker.engine import (
     HINT_SCHEDULER,
     EngineSettings,
     device_for_worker,
     engine_kwargs,
+    engine_threads,
 )
 
 
@@ -47,3 +51,16 @@ def test_each_worker_rank_of_a_gpu_node_takes_its_own_device() -> None:
     assert device_for_worker(4, "0,1,2,3") == "0"  # more ranks than GPUs: they share
     assert device_for_worker(1, "2") is None  # Slurm bound one GPU per task already
     assert device_for_worker(0, None) is None  # CPU nodes
+
+
+def test_cpu_engines_split_the_nodes_cpus_unless_an_admin_says_otherwise() -> None:
+    assert engine_threads(2, 2) == 1  # this machine: two engines, one thread each
+    assert engine_threads(64, 8) == 8
+    assert engine_threads(6, 4) == 1  # rounds down: never more threads than CPUs
+    assert engine_threads(2, 3) == 1  # more engines than CPUs: still one each
+    assert engine_threads(16, 0) == 16  # a worker outside the MPI job has its node alone
+    assert engine_threads(2, 2, "4") == 4  # SAGA_ENGINE_THREADS wins
+    assert engine_threads(2, 2, "") == 1  # set but empty: derived
+    for bad in ("0", "-1", "two"):
+        with pytest.raises(UsageError, match="SAGA_ENGINE_THREADS"):
+            engine_threads(2, 2, bad)
