@@ -4,8 +4,9 @@ Loaded by vLLM inside the engine-core process. Each `schedule()` first drains
 the hint socket (Retain: hold the workflow's blocks until `until`, with the
 score its steps put in force; Release: drop the hold and evict the workflow's
 blocks first), lets lapsed holds go,
-and frees holds if a waiting request could not otherwise be admitted; then
-vLLM schedules as usual. A request's workflow comes in
+and frees holds (lowest score first) while the free blocks do not cover what
+the step's requests may take: the running ones' next blocks and the next
+waiting request; then vLLM schedules as usual. A request's workflow comes in
 `SamplingParams.extra_args["saga_workflow"]`; when a request ends its blocks are
 recorded (and, with hints on, held for `hold_grace_s` until the head's hint
 arrives). When a workflow's next request is scheduled it has taken its own
@@ -22,6 +23,7 @@ import json
 import logging
 import math
 import time
+from collections.abc import Iterable
 from dataclasses import asdict
 from typing import Any
 
@@ -68,6 +70,24 @@ def workflow_of(sampling_params: Any) -> str | None:
     extra = getattr(sampling_params, "extra_args", None) or {}
     wf = extra.get(WORKFLOW_ARG)
     return wf if isinstance(wf, str) else None
+
+
+def blocks_wanted(running: Iterable[Any], waiting: Any | None, block_size: int) -> int:
+    """Free blocks the engine's next step may take: each running request's blocks
+    for the rest of its prompt (chunked prefill) and its next token, and the next
+    waiting request's whole prompt plus one (its cached prefix counted, as in
+    `waits_for_memory`: those blocks are free until it touches them)."""
+    need: int = sum(
+        max(
+            0,
+            math.ceil((r.num_tokens + 1) / block_size)
+            - math.ceil(r.num_computed_tokens / block_size),
+        )
+        for r in running
+    )
+    if waiting is not None:
+        need += math.ceil(waiting.num_tokens / block_size) + 1
+    return need
 
 
 class HintScheduler(Scheduler):
@@ -171,10 +191,18 @@ class HintScheduler(Scheduler):
                     self.holds.release(wf, evict_first=True)
 
     def _unstall(self, now: float) -> None:
-        """Nothing runs and the next waiting request does not fit: holds give way."""
-        if self.holds.holds and not self.running and self.waiting:
-            request = self.waiting.peek_request()
-            self.holds.make_room(math.ceil(request.num_tokens / self.block_size) + 1, now)
+        """Holds give way to requests, lowest score first, whenever the free blocks
+        do not cover what this step may take (`blocks_wanted`), as the simulator's
+        pools evict held blocks last but do evict them. (Until 2026-11-30 only
+        when nothing ran: a held block then kept a call waiting, and the head's
+        further calls for this worker, behind every running one; six real-engine
+        rounds: memory-blocked head waits 16.6 vs 14.2 s a round for vllm,
+        preemptions 27 vs 12, docs/usage.md.)"""
+        if not self.holds.holds:
+            return
+        admits = self.waiting and len(self.running) < self.max_num_running_reqs
+        waiting = self.waiting.peek_request() if admits else None
+        self.holds.make_room(blocks_wanted(self.running, waiting, self.block_size), now)
 
     def _memory_blocked(self) -> bool:
         request = self.waiting.peek_request() if self.waiting else None
