@@ -14,6 +14,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -62,6 +63,8 @@ class ServiceProcess:
         self.proc: subprocess.Popen[bytes] | None = None
         self.info: dict[str, Any] = {}
         self.left_behind: list[int] = []
+        self._trapped = False  # `start` set the SIGTERM handler; `stop` puts the old one back
+        self._sigterm_before: Any = signal.SIG_DFL
 
     @property
     def url(self) -> str:
@@ -78,9 +81,26 @@ class ServiceProcess:
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self.endpoint_file.unlink(missing_ok=True)
         log = open(self.log_path, "wb")  # noqa: SIM115 - the child owns it
+        self._trap_sigterm()
         self.proc = subprocess.Popen(
             self.cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
         )
+        try:
+            return self._wait_ready()
+        except BaseException:
+            self.stop()
+            raise
+
+    def _trap_sigterm(self) -> None:
+        """A SIGTERM to this process (`kill`, `timeout`) unwinds through `stop`:
+        by default it ends the process at once, and the service, in a session of
+        its own, would run on with its engines."""
+        if threading.current_thread() is threading.main_thread() and not self._trapped:
+            self._sigterm_before = signal.signal(signal.SIGTERM, _exit_on_sigterm)
+            self._trapped = True
+
+    def _wait_ready(self) -> ServiceProcess:
+        assert self.proc is not None
         deadline = time.monotonic() + self.ready_timeout_s
         last_note = time.monotonic()
         while not self.endpoint_file.is_file():
@@ -131,6 +151,10 @@ class ServiceProcess:
                 os.kill(pid, signal.SIGKILL)
         self.left_behind = left
         self.proc = None
+        if self._trapped and threading.current_thread() is threading.main_thread():
+            # None: the old handler was not set from Python; the default is what it did.
+            signal.signal(signal.SIGTERM, self._sigterm_before or signal.SIG_DFL)
+            self._trapped = False
         return left
 
     def __enter__(self) -> ServiceProcess:
@@ -140,6 +164,10 @@ class ServiceProcess:
         self, t: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
     ) -> None:
         self.stop()
+
+
+def _exit_on_sigterm(signum: int, _frame: object) -> None:
+    raise SystemExit(128 + signum)
 
 
 def session_members(sid: int) -> list[int]:
