@@ -46,9 +46,10 @@ from saga_hpc.store.store import Store
 from saga_hpc.workload.model import Task
 
 # Big enough that recomputing 3k tokens costs >= ~0.2 s on a 2-core machine
-# (one engine alone: 0.42 s; every run's probe measures it again), small enough
-# that decoding stays cheap (~4 ms a step).
-BENCH_MODEL = TinyModelSpec(hidden=256, layers=4, heads=4)
+# (every run's probe measures it again: with 4 layers it was 0.13-0.33 s once
+# the engines stopped spinning, docs/usage.md "CPU threads of the engines"),
+# small enough that decoding stays cheap.
+BENCH_MODEL = TinyModelSpec(hidden=256, layers=6, heads=4)
 PROBE_TOKENS = 3000
 DECODE_TOKENS = 32
 BLOCK_SIZE = 32
