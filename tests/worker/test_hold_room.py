@@ -7,8 +7,7 @@ from typing import Any
 
 import pytest
 
-from saga_hpc.worker.holds import BlockHolds
-from tests.worker.test_holds import cached, pool_with
+from tests.worker.test_holds import two_holds
 
 pytestmark = pytest.mark.vllm
 
@@ -37,13 +36,7 @@ def test_blocks_wanted_counts_the_rest_of_prompts_the_next_tokens_and_the_waitin
 def scheduler(running: list[SimpleNamespace], waiting: list[SimpleNamespace]) -> Any:
     """The scheduler's state `_unstall` reads: 8 usable blocks, a (score 2) and b
     (score 1) hold 3 each, 2 free."""
-    pool = pool_with(9)
-    a, b = cached(pool, "a", 3), cached(pool, "b", 3)
-    holds = BlockHolds(pool, budget_blocks=8)
-    holds.record("a", a)
-    holds.record("b", b)
-    holds.hold("a", 20.0, score=2.0, now=0.0)
-    holds.hold("b", 20.0, score=1.0, now=0.0)
+    _, holds = two_holds()
     return SimpleNamespace(
         holds=holds,
         running=running,

@@ -122,13 +122,7 @@ def test_a_prefix_stops_at_the_first_reused_block() -> None:
 
 
 def test_make_room_frees_lowest_score_until_the_request_fits() -> None:
-    pool = pool_with(9)
-    a, b = cached(pool, "a", 3), cached(pool, "b", 3)
-    holds = BlockHolds(pool, budget_blocks=8)
-    holds.record("a", a)
-    holds.record("b", b)
-    holds.hold("a", 10.0, score=2.0, now=0.0)
-    holds.hold("b", 10.0, score=1.0, now=0.0)
+    pool, holds = two_holds()
     holds.make_room(4, now=0.0)
     assert set(holds.holds) == {"a"} and pool.get_num_free_blocks() == 5
     assert holds.stats.dropped_for_memory == 1
@@ -141,14 +135,15 @@ def test_a_holds_score_is_the_step_in_force() -> None:
     assert [hold.score_at(t) for t in times] == [1.0, 1.0, 0.5, 0.5, 2.0, 2.0]
 
 
-def two_holds(steps_a: list[list[float]]) -> tuple[Any, BlockHolds]:
-    """a: score 2 with `steps_a`, b: score 1, 3 blocks each, 2 free of 8."""
+def two_holds(steps_a: list[list[float]] | None = None) -> tuple[Any, BlockHolds]:
+    """a: score 2 (with `steps_a`), b: score 1, 3 blocks each held until 20 s,
+    2 free of 8."""
     pool = pool_with(9)
     a, b = cached(pool, "a", 3), cached(pool, "b", 3)
     holds = BlockHolds(pool, budget_blocks=8)
     holds.record("a", a)
     holds.record("b", b)
-    holds.hold("a", 20.0, score=2.0, now=0.0, steps=steps_a)
+    holds.hold("a", 20.0, score=2.0, now=0.0, steps=steps_a or ())
     holds.hold("b", 20.0, score=1.0, now=0.0)
     return pool, holds
 
