@@ -24,16 +24,23 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
+from saga_hpc.bench.real_bench import turns
 from saga_hpc.bench.real_trace import TraceScale, scaled_trace
 from saga_hpc.bench.sim_bench import DEFAULT_TENANTS
+from saga_hpc.sim.records import CallRecord
+from saga_hpc.workload.model import Task
 
 PARTS = ("late", "head_q", "engine_q", "prefill", "decode", "service_rest", "agent_rest")
 Call = dict[str, Any]
 
 
-def load(run: Path, tool_s: dict[tuple[str, int], float], arrival: dict[str, float]) -> list[Call]:
-    """One run's calls: the agent's records (calls.json) joined with the ledger."""
-    agent = json.loads((run / "calls.json").read_text())["calls"]
+def load(run: Path, tasks: list[Task]) -> tuple[list[Call], dict[str, float]]:
+    """One run's calls, the agent's records (calls.json) joined with the ledger,
+    and its TCT per task."""
+    agent = json.loads((run / "calls.json").read_text())
+    records = [CallRecord(**a) for a in agent["calls"]]
+    turn = turns(records, tasks)  # a task's calls in order, as the bench numbers them
+    tool_s = {(t.task_id, i): s.tool_s for t in tasks for i, s in enumerate(t.steps)}
     db = sqlite3.connect(run / "saga.db")
     db.row_factory = sqlite3.Row
     ledger = {
@@ -41,32 +48,27 @@ def load(run: Path, tool_s: dict[tuple[str, int], float], arrival: dict[str, flo
         for r in db.execute("select * from calls where workflow_id != 'bench-probe'")
     }
     db.close()
-    seq: dict[str, int] = defaultdict(lambda: -1)
-    due: dict[str, float] = {}
     out = []
-    for a in agent:  # a task's calls in order
-        task = a["task_id"]
-        n = seq[task] = seq[task] + 1
+    for (task, n), a in zip(turn, records, strict=True):
         r = ledger[task, n]
         queue = r["engine_queue_s"] or 0.0
         head_s = r["finished_at"] - r["arrived_at"]
         head_q = r["dispatched_at"] - r["arrived_at"]
         engine = queue + r["prefill_s"] + r["decode_s"]
-        start = due.get(task, arrival[task])
         out.append(
             {
                 "task": task,
-                "tenant": a["tenant"],
+                "tenant": a.tenant,
                 "turn_index": n,
                 "worker": r["worker"],
-                "late": a["arrived"] - start,
+                "late": turn[task, n] - (a.finished - a.arrived),
                 "head_q": head_q,
                 "engine_q": queue,
                 "prefill": r["prefill_s"],
                 "decode": r["decode_s"],
                 "service_rest": head_s - head_q - engine,
-                "agent_rest": (a["finished"] - a["arrived"]) - head_s,
-                "turn": a["finished"] - start,
+                "agent_rest": (a.finished - a.arrived) - head_s,
+                "turn": turn[task, n],
                 "preemptions": r["preemptions"] or 0,
                 "prompt": r["prompt_tokens"],
                 "cached": r["cached_tokens"],
@@ -78,8 +80,7 @@ def load(run: Path, tool_s: dict[tuple[str, int], float], arrival: dict[str, flo
                 "done": r["finished_at"],
             }
         )
-        due[task] = a["finished"] + tool_s[task, n]
-    return out
+    return out, agent["tct_s"]
 
 
 def line(label: str, calls: list[Call]) -> str:
@@ -90,13 +91,16 @@ def line(label: str, calls: list[Call]) -> str:
     return f"{label:18s} {n:5d} {parts} {pre:5d} {hit:6.3f}"
 
 
-def moves(calls: list[Call]) -> int:
+def returning(calls: list[Call]) -> tuple[list[Call], list[Call]]:
+    """A run's calls after a workflow's first: (moved to another worker, stayed)."""
     last: dict[str, str] = {}
-    moved = 0
+    moved: list[Call] = []
+    stayed: list[Call] = []
     for c in sorted(calls, key=lambda c: c["at"]):
-        moved += c["task"] in last and last[c["task"]] != c["worker"]
+        if c["task"] in last:
+            (moved if last[c["task"]] != c["worker"] else stayed).append(c)
         last[c["task"]] = c["worker"]
-    return moved
+    return moved, stayed
 
 
 def service_ratio(
@@ -154,11 +158,10 @@ def main() -> None:
     ap.add_argument("--slots", type=int, default=8, help="the bench's --max-num-seqs")
     args = ap.parse_args()
     tasks = scaled_trace(args.workload, args.seed, DEFAULT_TENANTS, TraceScale(tasks=args.tasks))
-    tool_s = {(t.task_id, i): s.tool_s for t in tasks for i, s in enumerate(t.steps)}
-    arrival = {t.task_id: t.arrival_s for t in tasks}
     rounds = sorted(args.run_dir.glob("round*"), key=lambda p: int(p.name[5:]))
     systems = sorted({p.name for r in rounds for p in r.iterdir() if p.is_dir()}, reverse=True)
-    runs = {(r.name, s): load(r / s, tool_s, arrival) for r in rounds for s in systems}
+    loaded = {(r.name, s): load(r / s, tasks) for r in rounds for s in systems}
+    runs = {k: calls for k, (calls, _) in loaded.items()}
     head = " ".join(f"{p:>8s}" for p in (*PARTS, "turn"))
     print(f"per call, ms          calls {head}  pre.   hit")
     for s in systems:
@@ -173,19 +176,18 @@ def main() -> None:
     for s in systems:
         per_round = len(rounds)
         every = [c for r in rounds for c in runs[r.name, s]]
+        split = [returning(runs[r.name, s]) for r in rounds]
+        moved = [c for m, _ in split for c in m]
+        stay = [c for _, st in split for c in st]
         print(
             f"{s}: per round, head queue {sum(c['head_q'] for c in every) / per_round:.2f} s, "
             f"engine queue {sum(c['engine_q'] for c in every) / per_round:.2f} s, "
-            f"workflows moved between workers {sum(moves(runs[r.name, s]) for r in rounds)} "
+            f"workflows moved between workers {len(moved)} "
             f"in {per_round} rounds"
         )
         for tenant in sorted({c["tenant"] for c in every}):
             mine = [c for c in every if c["tenant"] == tenant]
-            tct = [
-                json.loads((r / s / "calls.json").read_text())["tct_s"][t]
-                for r in rounds
-                for t in {c["task"] for c in mine}
-            ]
+            tct = [loaded[r.name, s][1][t] for r in rounds for t in {c["task"] for c in mine}]
             print(
                 f"  {tenant}: TCT mean {statistics.fmean(tct):.2f} s, preempted "
                 f"{sum(c['preemptions'] for c in mine)}, engine queue "
@@ -201,14 +203,6 @@ def main() -> None:
                 f"  {r.name} calls per worker {dict(sorted(count.items()))}, mean batch "
                 f"{sizes}, head waits > 10 ms with a free slot {free}, slots full {full}"
             )
-        stay: list[Call] = []
-        moved: list[Call] = []
-        for r in rounds:
-            last: dict[str, str] = {}
-            for c in sorted(runs[r.name, s], key=lambda c: c["at"]):
-                if c["task"] in last:
-                    (moved if last[c["task"]] != c["worker"] else stay).append(c)
-                last[c["task"]] = c["worker"]
         for label, group in (("moved", moved), ("stayed", stay)):
             if group:
                 hit = statistics.fmean(c["cached"] / c["prompt"] for c in group)
