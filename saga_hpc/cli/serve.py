@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import dataclasses
 import logging
 import os
 import signal
@@ -256,7 +255,7 @@ def _cost(args: argparse.Namespace) -> CostModel | None:
 
 def _worker(args: argparse.Namespace, comm: object, rank: int, hosts: list[str]) -> int:
     from saga_hpc.cli._join import Rendezvous
-    from saga_hpc.worker.engine import THREADS_ENV, device_for_worker, engine_threads
+    from saga_hpc.worker.engine import device_for_worker, with_cpu_budget
     from saga_hpc.worker.runner import run_worker
 
     # Several worker ranks on one GPU node see all its GPUs: each takes its own.
@@ -270,7 +269,6 @@ def _worker(args: argparse.Namespace, comm: object, rank: int, hosts: list[str])
     launch.leave_mpi()
     os.environ.setdefault("SAGA_WORKER_RANK", str(rank))
     # On the CPU build the node's cores are split among its engines.
-    threads = engine_threads(len(os.sched_getaffinity(0)), len(here), os.environ.get(THREADS_ENV))
-    settings = dataclasses.replace(rendezvous.settings(), cpu_threads=threads)
+    settings = with_cpu_budget(rendezvous.settings(), len(here))
     run_worker(rendezvous.endpoint, rank, settings, rendezvous.credentials)
     return 0

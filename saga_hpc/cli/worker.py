@@ -14,7 +14,6 @@ calls like the MPI ranks, and leaves when the head stops or on SIGTERM.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import logging
 import os
 import signal
@@ -49,12 +48,11 @@ def _worker(args: argparse.Namespace) -> int:
     logging.basicConfig(
         level=args.log_level, format="%(asctime)s %(name)s %(levelname)s %(message)s"
     )
-    from saga_hpc.worker.engine import THREADS_ENV, engine_threads
+    from saga_hpc.worker.engine import with_cpu_budget
     from saga_hpc.worker.runner import run_worker
 
     name = f"{socket.gethostname()}-{os.getpid()}"
     # One engine of its own: the CPUs this process may use (srun binds the step's).
-    threads = engine_threads(len(os.sched_getaffinity(0)), 1, os.environ.get(THREADS_ENV))
-    settings = dataclasses.replace(rendezvous.settings(), cpu_threads=threads)
+    settings = with_cpu_budget(rendezvous.settings(), 1)
     run_worker(rendezvous.endpoint, 0, settings, rendezvous.credentials, name)
     return 0

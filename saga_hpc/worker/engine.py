@@ -7,7 +7,7 @@ build (`vllm`); only the installed wheel and the model path differ.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from saga_hpc.errors import UsageError
@@ -89,6 +89,16 @@ def engine_threads(cpus: int, workers_on_node: int, override: str | None = None)
             raise UsageError(f"{THREADS_ENV}={override!r}: a whole number of threads >= 1")
         return threads
     return max(1, cpus // max(1, workers_on_node))
+
+
+def with_cpu_budget(s: EngineSettings, workers_on_node: int) -> EngineSettings:
+    """`s` with this process's engine threads: the CPUs it may use
+    (`os.sched_getaffinity`, what srun or mpirun bound it to) split among the
+    node's `workers_on_node` engines, or SAGA_ENGINE_THREADS (`engine_threads`)."""
+    cpus = len(os.sched_getaffinity(0))
+    return replace(
+        s, cpu_threads=engine_threads(cpus, workers_on_node, os.environ.get(THREADS_ENV))
+    )
 
 
 def engine_kwargs(

@@ -11,6 +11,7 @@ from saga_hpc.worker.engine import (
     device_for_worker,
     engine_kwargs,
     engine_threads,
+    with_cpu_budget,
 )
 
 
@@ -64,3 +65,14 @@ def test_cpu_engines_split_the_nodes_cpus_unless_an_admin_says_otherwise() -> No
     for bad in ("0", "-1", "two"):
         with pytest.raises(UsageError, match="SAGA_ENGINE_THREADS"):
             engine_threads(2, 2, bad)
+
+
+def test_the_cli_budget_reads_this_process_cpus_and_the_override(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr("os.sched_getaffinity", lambda _pid: {0, 1, 2, 3})
+    monkeypatch.delenv("SAGA_ENGINE_THREADS", raising=False)
+    s = EngineSettings(model="/m")
+    assert with_cpu_budget(s, 2) == EngineSettings(model="/m", cpu_threads=2)
+    monkeypatch.setenv("SAGA_ENGINE_THREADS", "3")
+    assert with_cpu_budget(s, 2).cpu_threads == 3
