@@ -10,31 +10,12 @@ import threading
 import pytest
 
 from saga_hpc.head.ledger import LedgerWriter
-from saga_hpc.store.store import CallRecord, LedgerBatch, Store, WorkflowOpen
+from saga_hpc.store.store import LedgerBatch, Store, WorkflowOpen
+from tests.store.test_store import rec
 from tests.support.postgres import db_url, pg_database
 from tests.support.store import migrated_store
 
 __all__ = ["db_url", "pg_database"]
-
-
-def _call(call_id: str, workflow_id: str) -> CallRecord:
-    return CallRecord(
-        call_id=call_id,
-        workflow_id=workflow_id,
-        account="physics",
-        user="alice",
-        model="tiny",
-        worker="w1",
-        prompt_tokens=100,
-        cached_tokens=0,
-        output_tokens=8,
-        arrived_at=100.0,
-        dispatched_at=100.01,
-        first_token_at=100.1,
-        finished_at=101.0,
-        worker_time_s=0.98,
-        next_tool=None,
-    )
 
 
 def test_an_open_waits_for_no_call_batch_where_writers_run_at_once(
@@ -57,7 +38,9 @@ def test_an_open_waits_for_no_call_batch_where_writers_run_at_once(
     async def run(store: Store) -> bool:
         ledger = LedgerWriter(store)
         ledger.start()
-        recorded = asyncio.ensure_future(ledger.record_call(_call("c1", "wf-a"), True))
+        recorded = asyncio.ensure_future(
+            ledger.record_call(rec("c1", "wf-a", next_tool=None), True)
+        )
         assert await asyncio.to_thread(in_batch.wait, 10)
         opened = asyncio.ensure_future(
             ledger.open_workflow(WorkflowOpen("wf-b", "physics", "alice", 100.0))
