@@ -37,11 +37,14 @@ from __future__ import annotations
 
 import bisect
 import dataclasses
+import math
 import statistics
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
+
+import numpy as np
 
 from saga_hpc.sim.engine import SimResult, Simulation
 from saga_hpc.sim.metrics import summarize
@@ -248,3 +251,65 @@ def sim_vs_real(
             "kv_hit_rate_sim": sim_m["kv_hit_rate"],
         }
     return out
+
+
+def engine_speed(profile: GpuProfile, factor: float) -> GpuProfile:
+    """The profile with its engine `factor` times as fast: prefill and decode both."""
+    return dataclasses.replace(
+        profile,
+        prefill_tokens_per_s=profile.prefill_tokens_per_s * factor,
+        decode_step_s_batch1=profile.decode_step_s_batch1 / factor,
+        decode_step_s_batch64=profile.decode_step_s_batch64 / factor,
+    )
+
+
+def calibrate(
+    profile: GpuProfile,
+    tasks: list[Task],
+    system: str,
+    gpus: int,
+    shares: dict[str, float],
+    tct_real_s: float,
+    *,
+    span: float = 2.0,
+    points: int = 25,
+) -> tuple[GpuProfile, float]:
+    """The engine speed at which the simulated TCT of `system` on `tasks` is the real
+    one: (the profile at that speed, the factor against the fitted costs).
+
+    The costs read off the calls are each right on average, but with a KV pool
+    that holds two or three contexts the TCT is steep in them (about 1/speed:
+    queueing for memory) and the simulator admits a call only when its whole
+    prompt and output fit, where vLLM admits the prompt and preempts if decoding
+    runs short; so a fit that is right phase by phase simulated its own runs up
+    to 14% long (docs/simulator.md, "Calibrated engine speed"). One factor on
+    both engine rates takes that out. One trace's simulated TCT jumps by a few
+    percent between nearby speeds (which call gets the memory first), so the
+    factor comes from a smooth curve: log TCT fitted by a quadratic in log speed
+    over `points` speeds from 1/`span` to `span`, solved for the real TCT. Only
+    the fitted system's runs are used: other systems and seeds stay held out."""
+    xs = np.linspace(-math.log(span), math.log(span), points)
+    ys = [
+        math.log(
+            statistics.fmean(
+                Simulation(tasks, system, gpus, engine_speed(profile, math.exp(x)), shares=shares)
+                .run()
+                .tct_s.values()
+            )
+        )
+        for x in xs
+    ]
+    a, b, c = np.polyfit(xs, ys, 2)
+    roots = [
+        r.real
+        for r in np.roots([a, b, c - math.log(tct_real_s)])
+        if abs(r.imag) < 1e-12 and abs(r.real) <= math.log(span) and 2 * a * r.real + b < 0
+    ]
+    if not roots:
+        raise ValueError(
+            f"no engine speed within 1/{span:g}-{span:g}x of the fit gives the real TCT "
+            f"{tct_real_s:.2f} s (simulated {math.exp(max(ys)):.2f}-{math.exp(min(ys)):.2f} s): "
+            f"the simulator cannot follow these runs"
+        )
+    factor = math.exp(roots[0])
+    return engine_speed(profile, factor), factor

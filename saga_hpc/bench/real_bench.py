@@ -17,6 +17,7 @@ import asyncio
 import dataclasses
 import json
 import random
+import statistics
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -26,7 +27,14 @@ from typing import Any
 import httpx
 
 from saga_hpc.bench import jsondoc
-from saga_hpc.bench.fit_profile import CallTiming, call_timings, fit, pooled, sim_vs_real
+from saga_hpc.bench.fit_profile import (
+    CallTiming,
+    calibrate,
+    call_timings,
+    fit,
+    pooled,
+    sim_vs_real,
+)
 from saga_hpc.bench.real_client import replay, timed_call
 from saga_hpc.bench.real_trace import (
     FIRST_TOKEN_ID,
@@ -307,22 +315,42 @@ def run_real_bench(
                 cfg.workload,
             )
     # The simulator checks compare with every round (the fit pools the first system's).
+    speed = probe_speed(runs)
     if cfg.fit_profile is not None:
         fit_on = [t[cfg.systems[0]] for t in timings]
-        doc["sim_vs_real"] = _fit_and_replay(cfg, tasks, rounds, fit_on)
+        doc["sim_vs_real"] = _fit_and_replay(cfg, tasks, rounds, fit_on, speed)
     elif cfg.check_profile is not None:
         # The profile's costs, this run's pool: the simulated GPUs are the workers.
-        profile = dataclasses.replace(
+        shipped = dataclasses.replace(
             cfg.check_profile,
             kv_tokens=cfg.kv_tokens // BLOCK_SIZE * BLOCK_SIZE,
             block_tokens=BLOCK_SIZE,
             max_batch=cfg.max_num_seqs,
         )
+        profile = shipped.at_speed(*speed)
         doc["sim_vs_real"] = {
             "profile": asdict(profile),
+            "probe": {"profile": probe_of(shipped), "this_run": list(speed)},
             "systems": sim_vs_real(tasks, rounds, profile, shares),
+            # The profile as shipped, not scaled to this run's probe: what speed drift costs.
+            "systems_unscaled": sim_vs_real(tasks, rounds, shipped, shares),
         }
     return doc, results
+
+
+def probe_speed(runs: list[dict[str, Any]]) -> tuple[float, float]:
+    """The machine's speed over a bench: (prefill, decode) tokens/s of its probes,
+    means over every run (each system's, each round's)."""
+    probes = [run["probe"] for run in runs]
+    return (
+        statistics.fmean(p["prefill_tokens_per_s"] for p in probes),
+        statistics.fmean(p["decode_tokens_per_s"] for p in probes),
+    )
+
+
+def probe_of(profile: GpuProfile) -> list[float] | None:
+    speed = [profile.probe_prefill_tokens_per_s, profile.probe_decode_tokens_per_s]
+    return speed if min(speed) > 0 else None
 
 
 def _fit_and_replay(
@@ -330,16 +358,19 @@ def _fit_and_replay(
     tasks: list[Task],
     rounds: list[dict[str, SimResult]],
     timings: list[list[CallTiming]],
+    speed: tuple[float, float],
 ) -> dict[str, Any]:
-    """Fit on the first system's runs only (`timings`: each round's calls): the
-    others' errors are a check on data the fit never saw."""
+    """Fit on the first system's runs only (`timings`: each round's calls), then
+    calibrate the engine speed on the same runs' TCT (`fit_profile.calibrate`):
+    the others' errors are a check on data the fit never saw. The profile keeps
+    the probe's speed of this bench (`speed`), so later checks can scale it."""
     assert cfg.fit_profile is not None
     fitted_on = cfg.systems[0]
     fitted = fit(pooled(timings))
     runs = f"run's {fitted.calls} calls"
     if len(timings) > 1:
         runs = f"runs' {fitted.calls} calls over {len(timings)} rounds"
-    profile = fitted.profile(
+    measured = fitted.profile(
         name=cfg.fit_profile.stem,
         kv_tokens=cfg.kv_tokens // BLOCK_SIZE * BLOCK_SIZE,
         block_tokens=BLOCK_SIZE,
@@ -349,13 +380,23 @@ def _fit_and_replay(
             f"hidden {cfg.model.hidden} x {cfg.model.layers} layers; fitted by saga-hpc bench "
             f"--real --fit-profile to the {fitted_on} {runs} "
             f"({cfg.workload} seed {cfg.seed}, {len(tasks)} tasks, tool scale "
-            f"{cfg.scale.tool_scale}, {cfg.kv_tokens} KV tokens per worker)"
+            f"{cfg.scale.tool_scale}, {cfg.kv_tokens} KV tokens per worker), engine speed "
+            f"calibrated on their TCT"
         ),
     )
+    measured = dataclasses.replace(
+        measured, probe_prefill_tokens_per_s=speed[0], probe_decode_tokens_per_s=speed[1]
+    )
+    shares = dict(cfg.tenants)
+    tct_real = statistics.fmean(statistics.fmean(r[fitted_on].tct_s.values()) for r in rounds)
+    profile, factor = calibrate(measured, tasks, fitted_on, cfg.workers, shares, tct_real)
     cfg.fit_profile.write_text(json.dumps(asdict(profile), indent=2) + "\n")
     return {
         "fitted_on": fitted_on,
         "fit": asdict(fitted),
+        "engine_speed_factor": factor,
         "profile": asdict(profile),
-        "systems": sim_vs_real(tasks, rounds, profile, dict(cfg.tenants)),
+        "systems": sim_vs_real(tasks, rounds, profile, shares),
+        # Before the calibration: the costs as read off the calls.
+        "systems_uncalibrated": sim_vs_real(tasks, rounds, measured, shares),
     }

@@ -7,7 +7,7 @@ Add a profile by dropping a JSON file with these fields next to the others;
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 PROFILE_DIR = Path(__file__).parent / "profiles"
@@ -35,6 +35,13 @@ class GpuProfile:
     running there by a second (the default profile's model). False: prefill
     and decode each run at full rate side by side (the previous model;
     docs/simulator.md)."""
+    probe_prefill_tokens_per_s: float = 0.0
+    probe_decode_tokens_per_s: float = 0.0
+    """A profile fitted from real runs: the machine's speed while they ran, as
+    `bench --real`'s probe measured it (a prompt prefilled from scratch, then
+    decoded at batch 1; means over the rounds). 0: not measured. `at_speed`
+    scales the profile to another run's probe: a shared machine's speed drifts
+    by 2x between days, and the costs follow it (docs/simulator.md)."""
 
     @property
     def kv_blocks(self) -> int:
@@ -50,6 +57,25 @@ class GpuProfile:
 
     def prefill_s(self, tokens: int) -> float:
         return tokens / self.prefill_tokens_per_s
+
+    def at_speed(
+        self, probe_prefill_tokens_per_s: float, probe_decode_tokens_per_s: float
+    ) -> GpuProfile:
+        """This profile on a machine whose probe measured these speeds: prefill
+        and decode scaled by the ratio of the probes (unchanged when this profile
+        has no probe figures). The time outside the engine is not scaled."""
+        if self.probe_prefill_tokens_per_s <= 0 or self.probe_decode_tokens_per_s <= 0:
+            return self
+        prefill = probe_prefill_tokens_per_s / self.probe_prefill_tokens_per_s
+        decode = self.probe_decode_tokens_per_s / probe_decode_tokens_per_s
+        return replace(
+            self,
+            prefill_tokens_per_s=self.prefill_tokens_per_s * prefill,
+            decode_step_s_batch1=self.decode_step_s_batch1 * decode,
+            decode_step_s_batch64=self.decode_step_s_batch64 * decode,
+            probe_prefill_tokens_per_s=probe_prefill_tokens_per_s,
+            probe_decode_tokens_per_s=probe_decode_tokens_per_s,
+        )
 
 
 def load_profile(name_or_path: str) -> GpuProfile:

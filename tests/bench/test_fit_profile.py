@@ -3,23 +3,26 @@
 from __future__ import annotations
 
 import random
+from dataclasses import replace
 
 import pytest
 
 from saga_hpc.bench.fit_profile import (
     CallTiming,
     batches,
+    calibrate,
     call_timings,
+    engine_speed,
     fit,
     fit_step,
     pooled,
     sim_vs_real,
 )
-from saga_hpc.bench.real_bench import turns
+from saga_hpc.bench.real_bench import probe_speed, turns
 from saga_hpc.bench.real_trace import TraceScale, scaled_trace
 from saga_hpc.bench.sim_bench import DEFAULT_TENANTS
 from saga_hpc.sim.engine import SimResult, Simulation
-from saga_hpc.sim.profile import load_profile
+from saga_hpc.sim.profile import GpuProfile, load_profile
 from saga_hpc.sim.records import CallRecord
 from saga_hpc.store.records import StoredCall
 from saga_hpc.workload.model import Step, Task
@@ -177,3 +180,53 @@ def test_a_turn_runs_from_when_the_call_was_due_and_turns_and_tools_make_the_tct
     got = turns([call(1.3, 2.0), call(2.7, 3.0)], [task])
     assert got == {("a", 0): pytest.approx(1.0), ("a", 1): pytest.approx(0.5)}
     assert sum(got.values()) + 0.5 == pytest.approx(3.0 - task.arrival_s)  # its TCT
+
+
+def _tct(tasks: list[Task], profile: GpuProfile) -> float:
+    sim = Simulation(tasks, "vllm", 2, profile, shares=dict(DEFAULT_TENANTS)).run()
+    return sum(sim.tct_s.values()) / len(sim.tct_s)
+
+
+def test_calibration_finds_the_engine_speed_that_gives_the_real_tct() -> None:
+    tasks = scaled_trace("swe-bench", 0, DEFAULT_TENANTS, TraceScale(tasks=12))
+    profile = load_profile("cpu-tiny")
+    # "Real" runs whose engine was 0.7x the fitted costs' speed.
+    real = _tct(tasks, engine_speed(profile, 0.7))
+    assert real > 1.1 * _tct(tasks, profile)  # the uncalibrated profile is far off
+    calibrated, factor = calibrate(profile, tasks, "vllm", 2, dict(DEFAULT_TENANTS), real)
+    # One trace's TCT jumps a few percent between nearby speeds; the smooth fit lands near.
+    assert factor == pytest.approx(0.7, rel=0.08)
+    assert calibrated.prefill_tokens_per_s == pytest.approx(profile.prefill_tokens_per_s * factor)
+    assert calibrated.decode_step_s_batch64 == pytest.approx(profile.decode_step_s_batch64 / factor)
+    assert _tct(tasks, calibrated) == pytest.approx(real, rel=0.08)
+
+
+def test_calibration_refuses_a_tct_no_engine_speed_gives() -> None:
+    tasks = scaled_trace("swe-bench", 0, DEFAULT_TENANTS, TraceScale(tasks=4))
+    with pytest.raises(ValueError, match="cannot follow"):
+        # Shorter than the tools alone take.
+        calibrate(load_profile("cpu-tiny"), tasks, "vllm", 2, dict(DEFAULT_TENANTS), 0.01)
+
+
+def test_a_profile_follows_the_probe_to_a_faster_or_slower_machine() -> None:
+    fitted = replace(
+        load_profile("cpu-tiny"), probe_prefill_tokens_per_s=4000.0, probe_decode_tokens_per_s=200.0
+    )
+    # Prefill twice as fast, decode at half the speed.
+    moved = fitted.at_speed(8000.0, 100.0)
+    assert moved.prefill_tokens_per_s == pytest.approx(2 * fitted.prefill_tokens_per_s)
+    assert moved.decode_step_s_batch1 == pytest.approx(2 * fitted.decode_step_s_batch1)
+    assert moved.decode_step_s_batch64 == pytest.approx(2 * fitted.decode_step_s_batch64)
+    assert moved.call_overhead_s == fitted.call_overhead_s
+    assert (moved.probe_prefill_tokens_per_s, moved.probe_decode_tokens_per_s) == (8000.0, 100.0)
+    # A profile without probe figures (not fitted from real runs) stays as it is.
+    plain = replace(fitted, probe_prefill_tokens_per_s=0.0)
+    assert plain.at_speed(8000.0, 100.0) == plain
+
+
+def test_a_bench_speed_is_the_mean_of_its_runs_probes() -> None:
+    runs = [
+        {"probe": {"prefill_tokens_per_s": 4000.0, "decode_tokens_per_s": 150.0}},
+        {"probe": {"prefill_tokens_per_s": 6000.0, "decode_tokens_per_s": 250.0}},
+    ]
+    assert probe_speed(runs) == pytest.approx((5000.0, 200.0))
