@@ -40,8 +40,8 @@ class GpuProfile:
     """A profile fitted from real runs: the machine's speed while they ran, as
     `bench --real`'s probe measured it (a prompt prefilled from scratch, then
     decoded at batch 1; means over the rounds). 0: not measured. `at_speed`
-    scales the profile to another run's probe: a shared machine's speed drifts
-    by 2x between days, and the costs follow it (docs/simulator.md)."""
+    scales the profile to another run's probe: two machines of the same kind
+    differed 2-3x in prefill speed, and the costs follow it (docs/simulator.md)."""
 
     @property
     def kv_blocks(self) -> int:
@@ -61,13 +61,15 @@ class GpuProfile:
     def at_speed(
         self, probe_prefill_tokens_per_s: float, probe_decode_tokens_per_s: float
     ) -> GpuProfile:
-        """This profile on a machine whose probe measured these speeds: prefill
-        and decode scaled by the ratio of the probes (unchanged when this profile
-        has no probe figures). The time outside the engine is not scaled."""
+        """This profile on a machine whose probe measured these speeds: its prefill
+        rate and decode step each scaled by the ratio of the probes, when that
+        ratio is beyond `PROBE_NOISE` either way (unchanged when this profile has
+        no probe figures). The time outside the engine is not scaled: it did not
+        follow the probe (docs/simulator.md, "The `cpu-tiny` profile")."""
         if self.probe_prefill_tokens_per_s <= 0 or self.probe_decode_tokens_per_s <= 0:
             return self
-        prefill = probe_prefill_tokens_per_s / self.probe_prefill_tokens_per_s
-        decode = self.probe_decode_tokens_per_s / probe_decode_tokens_per_s
+        prefill = _beyond_noise(probe_prefill_tokens_per_s / self.probe_prefill_tokens_per_s)
+        decode = _beyond_noise(self.probe_decode_tokens_per_s / probe_decode_tokens_per_s)
         return replace(
             self,
             prefill_tokens_per_s=self.prefill_tokens_per_s * prefill,
@@ -76,6 +78,17 @@ class GpuProfile:
             probe_prefill_tokens_per_s=probe_prefill_tokens_per_s,
             probe_decode_tokens_per_s=probe_decode_tokens_per_s,
         )
+
+
+# One probe per run swings by 13-16% (sd) on a steady machine, so the ratio of
+# two benches' means over 8 runs has an sd of 7-8%: a smaller ratio is noise
+# (scaled by it, a check on the fit's machine went from -0.6% to -12.1%), a
+# 2-3x change between two machines of the same kind is not.
+PROBE_NOISE = 1.25
+
+
+def _beyond_noise(ratio: float) -> float:
+    return ratio if max(ratio, 1 / ratio) >= PROBE_NOISE else 1.0
 
 
 def load_profile(name_or_path: str) -> GpuProfile:

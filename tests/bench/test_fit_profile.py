@@ -219,6 +219,9 @@ def test_a_profile_follows_the_probe_to_a_faster_or_slower_machine() -> None:
     assert moved.decode_step_s_batch64 == pytest.approx(2 * fitted.decode_step_s_batch64)
     assert moved.call_overhead_s == fitted.call_overhead_s
     assert (moved.probe_prefill_tokens_per_s, moved.probe_decode_tokens_per_s) == (8000.0, 100.0)
+    # A change within the probe's run-to-run noise is not followed.
+    assert fitted.at_speed(4800.0, 220.0).prefill_tokens_per_s == fitted.prefill_tokens_per_s
+    assert fitted.at_speed(4800.0, 220.0).decode_step_s_batch1 == fitted.decode_step_s_batch1
     # A profile without probe figures (not fitted from real runs) stays as it is.
     plain = replace(fitted, probe_prefill_tokens_per_s=0.0)
     assert plain.at_speed(8000.0, 100.0) == plain
