@@ -239,21 +239,31 @@ def _real(args: argparse.Namespace) -> int:
             f"TCT (uncalibrated: {errors(check['systems_uncalibrated'])})"
         )
     if "this_run" in check.get("probe", {}):
-        shipped, now = check["probe"]["profile"], check["probe"]["this_run"]
-        print(
-            "profile scaled to this run's probe: "
-            + (
-                f"prefill {now[0]:.0f} vs {shipped[0]:.0f} tokens/s, decode {now[1]:.0f} vs "
-                f"{shipped[1]:.0f} tokens/s (unscaled: {errors(check['systems_unscaled'])})"
-                if shipped
-                else "not scaled (the profile has no probe figures)"
-            )
-        )
+        print(probe_line(check["probe"]["profile"], check["probe"]["this_run"], check))
     for system, e in check.get("systems", {}).items():
         print(sim_vs_real_line(system, e, fitted=check.get("fitted_on") == system))
     if args.json:
         args.json.write_text(jsondoc.dumps(doc) + "\n")
     return 0
+
+
+def probe_line(fitted: list[float] | None, now: list[float], check: dict[str, Any]) -> str:
+    """How a checked profile followed this run's probe (`GpuProfile.at_speed`)."""
+    from saga_hpc.sim.profile import PROBE_NOISE, beyond_noise
+
+    if not fitted:
+        return "profile not scaled to this run's probe (it has no probe figures)"
+
+    def rate(name: str, run: float, profile: float) -> str:
+        ratio = run / profile
+        followed = "followed" if beyond_noise(ratio) != 1.0 else "within the noise, not followed"
+        return f"{name} {run:.0f} vs {profile:.0f} tokens/s (x{ratio:.2f}: {followed})"
+
+    return (
+        f"this run's probe against the profile's: {rate('prefill', now[0], fitted[0])}, "
+        f"{rate('decode', now[1], fitted[1])}; a rate follows beyond x{PROBE_NOISE:g} either "
+        f"way (unscaled: {errors(check['systems_unscaled'])})"
+    )
 
 
 def errors(systems: dict[str, Any]) -> str:

@@ -68,8 +68,8 @@ class GpuProfile:
         follow the probe (docs/simulator.md, "The `cpu-tiny` profile")."""
         if self.probe_prefill_tokens_per_s <= 0 or self.probe_decode_tokens_per_s <= 0:
             return self
-        prefill = _beyond_noise(probe_prefill_tokens_per_s / self.probe_prefill_tokens_per_s)
-        decode = _beyond_noise(self.probe_decode_tokens_per_s / probe_decode_tokens_per_s)
+        prefill = beyond_noise(probe_prefill_tokens_per_s / self.probe_prefill_tokens_per_s)
+        decode = beyond_noise(self.probe_decode_tokens_per_s / probe_decode_tokens_per_s)
         return replace(
             self,
             prefill_tokens_per_s=self.prefill_tokens_per_s * prefill,
@@ -87,7 +87,8 @@ class GpuProfile:
 PROBE_NOISE = 1.25
 
 
-def _beyond_noise(ratio: float) -> float:
+def beyond_noise(ratio: float) -> float:
+    """`ratio` when a change of speed by it is beyond the probe's noise, else 1."""
     return ratio if max(ratio, 1 / ratio) >= PROBE_NOISE else 1.0
 
 

@@ -29,3 +29,14 @@ def test_bad_real_bench_input_exits_2_with_one_line(
     code, _, err = run(capsys, "bench", "--real", *argv)
     assert code == 2
     assert len(err.strip().splitlines()) == 1 and needle in err, err
+
+
+def test_the_probe_line_says_which_rates_the_profile_followed() -> None:
+    from saga_hpc.cli.bench import probe_line
+
+    check = {"systems_unscaled": {"vllm": {"tct_mean_error": 0.13}}}
+    line = probe_line([4000.0, 200.0], [8000.0, 220.0], check)
+    assert "prefill 8000 vs 4000 tokens/s (x2.00: followed)" in line
+    assert "decode 220 vs 200 tokens/s (x1.10: within the noise, not followed)" in line
+    assert "unscaled: vllm +13.0%" in line
+    assert "no probe figures" in probe_line(None, [8000.0, 220.0], check)
