@@ -255,12 +255,7 @@ def sim_vs_real(
 
 def engine_speed(profile: GpuProfile, factor: float) -> GpuProfile:
     """The profile with its engine `factor` times as fast: prefill and decode both."""
-    return dataclasses.replace(
-        profile,
-        prefill_tokens_per_s=profile.prefill_tokens_per_s * factor,
-        decode_step_s_batch1=profile.decode_step_s_batch1 / factor,
-        decode_step_s_batch64=profile.decode_step_s_batch64 / factor,
-    )
+    return profile.scaled(factor, 1 / factor)
 
 
 def calibrate(

@@ -71,12 +71,19 @@ class GpuProfile:
         prefill = beyond_noise(probe_prefill_tokens_per_s / self.probe_prefill_tokens_per_s)
         decode = beyond_noise(self.probe_decode_tokens_per_s / probe_decode_tokens_per_s)
         return replace(
-            self,
-            prefill_tokens_per_s=self.prefill_tokens_per_s * prefill,
-            decode_step_s_batch1=self.decode_step_s_batch1 * decode,
-            decode_step_s_batch64=self.decode_step_s_batch64 * decode,
+            self.scaled(prefill, decode),
             probe_prefill_tokens_per_s=probe_prefill_tokens_per_s,
             probe_decode_tokens_per_s=probe_decode_tokens_per_s,
+        )
+
+    def scaled(self, prefill_rate: float, decode_step: float) -> GpuProfile:
+        """The engine's costs scaled: the prefill rate by `prefill_rate`, the decode
+        step (at every batch size) by `decode_step`."""
+        return replace(
+            self,
+            prefill_tokens_per_s=self.prefill_tokens_per_s * prefill_rate,
+            decode_step_s_batch1=self.decode_step_s_batch1 * decode_step,
+            decode_step_s_batch64=self.decode_step_s_batch64 * decode_step,
         )
 
 
