@@ -15,13 +15,12 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import statistics
 from pathlib import Path
 from typing import Any
 
+from saga_hpc.bench.fit_profile import sim_vs_real
 from saga_hpc.bench.real_bench import BENCH_MODEL, BLOCK_SIZE, probe_speed
 from saga_hpc.bench.real_trace import TraceScale, scaled_trace
-from saga_hpc.sim.engine import Simulation
 from saga_hpc.sim.profile import GpuProfile, load_profile
 
 
@@ -35,14 +34,12 @@ def errors(doc: dict[str, Any], profile: GpuProfile) -> dict[str, float]:
         kv_tokens=cfg["kv_tokens_per_worker"] // BLOCK_SIZE * BLOCK_SIZE,
         max_batch=cfg["max_num_seqs"],
     )
-    out = {}
-    for system in cfg["systems"]:
-        real = statistics.fmean(
-            r["metrics"]["tct_mean_s"] for r in doc["runs"] if r["system"] == system
-        )
-        sim = Simulation(tasks, system, cfg["workers"], profile, shares=cfg["tenants"]).run()
-        out[system] = statistics.fmean(sim.tct_s.values()) / real - 1
-    return out
+    metrics = [
+        {run["system"]: run["metrics"] for run in doc["runs"] if run["round"] == i}
+        for i in range(cfg["repeat"])
+    ]
+    checked = sim_vs_real(tasks, metrics, profile, cfg["tenants"], cfg["workers"])
+    return {system: e["tct_mean_error"] for system, e in checked.items()}
 
 
 def main() -> None:

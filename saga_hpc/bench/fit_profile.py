@@ -46,7 +46,7 @@ from typing import Any
 
 import numpy as np
 
-from saga_hpc.sim.engine import SimResult, Simulation
+from saga_hpc.sim.engine import Simulation
 from saga_hpc.sim.metrics import summarize
 from saga_hpc.sim.profile import GpuProfile
 from saga_hpc.store.records import StoredCall
@@ -224,18 +224,20 @@ def _union(spans: Iterable[tuple[float, float]]) -> float:
 
 def sim_vs_real(
     tasks: list[Task],
-    rounds: Sequence[Mapping[str, SimResult]],
+    rounds: Sequence[Mapping[str, Mapping[str, float]]],
     profile: GpuProfile,
     shares: dict[str, float],
+    gpus: int,
 ) -> dict[str, dict[str, Any]]:
-    """Per system: TCT mean and KV hit rate, real (mean over the rounds) and simulated
-    (once: the simulator is deterministic), the TCT error against the real mean,
-    and each round's error."""
+    """Per system: TCT mean and KV hit rate, real (mean over the rounds; `rounds`:
+    each round's metrics by system, as `summarize` gives them and a bench's JSON
+    keeps them) and simulated on `gpus` (once: the simulator is deterministic),
+    the TCT error against the real mean, and each round's error."""
     out: dict[str, dict[str, Any]] = {}
-    for system, first in rounds[0].items():
-        sim = Simulation(tasks, system, first.gpus, profile, shares=shares).run()
+    for system in rounds[0]:
+        sim = Simulation(tasks, system, gpus, profile, shares=shares).run()
         sim_m = summarize(sim, shares)
-        real = [summarize(r[system], shares) for r in rounds]
+        real = [r[system] for r in rounds]
         tct = [float(m["tct_mean_s"]) for m in real]
         errors = [sim_m["tct_mean_s"] / x - 1 for x in tct]
         tct_real = statistics.fmean(tct)

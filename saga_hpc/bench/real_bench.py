@@ -301,16 +301,18 @@ def run_real_bench(
         },
         "runs": runs,
     }
+    # Each round's metrics by system.
+    metrics = [
+        {run["system"]: run["metrics"] for run in runs if run["round"] == i}
+        for i in range(cfg.repeat)
+    ]
     if "saga" in cfg.systems and "vllm" in cfg.systems:
         if cfg.repeat == 1:
             doc["comparison"] = compare(runs, {cfg.workload: results}, (cfg.workload,))
         else:
             doc["comparison"] = repeated_comparison(
                 [{name: res.tct_s for name, res in by_system.items()} for by_system in rounds],
-                [
-                    {run["system"]: run["metrics"] for run in runs if run["round"] == i}
-                    for i in range(cfg.repeat)
-                ],
+                metrics,
                 [next(name for i, name in order if i == k) for k in range(cfg.repeat)],
                 cfg.workload,
             )
@@ -318,7 +320,7 @@ def run_real_bench(
     speed = probe_speed(runs)
     if cfg.fit_profile is not None:
         fit_on = [t[cfg.systems[0]] for t in timings]
-        doc["sim_vs_real"] = _fit_and_replay(cfg, tasks, rounds, fit_on, speed)
+        doc["sim_vs_real"] = _fit_and_replay(cfg, tasks, metrics, fit_on, speed)
     elif cfg.check_profile is not None:
         # The profile's costs, this run's pool: the simulated GPUs are the workers.
         shipped = dataclasses.replace(
@@ -331,9 +333,9 @@ def run_real_bench(
         doc["sim_vs_real"] = {
             "profile": asdict(profile),
             "probe": {"profile": probe_of(shipped), "this_run": list(speed)},
-            "systems": sim_vs_real(tasks, rounds, profile, shares),
+            "systems": sim_vs_real(tasks, metrics, profile, shares, cfg.workers),
             # The profile as shipped, not scaled to this run's probe: what speed drift costs.
-            "systems_unscaled": sim_vs_real(tasks, rounds, shipped, shares),
+            "systems_unscaled": sim_vs_real(tasks, metrics, shipped, shares, cfg.workers),
         }
     return doc, results
 
@@ -356,7 +358,7 @@ def probe_of(profile: GpuProfile) -> list[float] | None:
 def _fit_and_replay(
     cfg: RealBenchConfig,
     tasks: list[Task],
-    rounds: list[dict[str, SimResult]],
+    metrics: list[dict[str, dict[str, float]]],
     timings: list[list[CallTiming]],
     speed: tuple[float, float],
 ) -> dict[str, Any]:
@@ -388,7 +390,7 @@ def _fit_and_replay(
         measured, probe_prefill_tokens_per_s=speed[0], probe_decode_tokens_per_s=speed[1]
     )
     shares = dict(cfg.tenants)
-    tct_real = statistics.fmean(statistics.fmean(r[fitted_on].tct_s.values()) for r in rounds)
+    tct_real = statistics.fmean(m[fitted_on]["tct_mean_s"] for m in metrics)
     profile, factor = calibrate(measured, tasks, fitted_on, cfg.workers, shares, tct_real)
     cfg.fit_profile.write_text(json.dumps(asdict(profile), indent=2) + "\n")
     return {
@@ -396,7 +398,7 @@ def _fit_and_replay(
         "fit": asdict(fitted),
         "engine_speed_factor": factor,
         "profile": asdict(profile),
-        "systems": sim_vs_real(tasks, rounds, profile, shares),
+        "systems": sim_vs_real(tasks, metrics, profile, shares, cfg.workers),
         # Before the calibration: the costs as read off the calls.
-        "systems_uncalibrated": sim_vs_real(tasks, rounds, measured, shares),
+        "systems_uncalibrated": sim_vs_real(tasks, metrics, measured, shares, cfg.workers),
     }

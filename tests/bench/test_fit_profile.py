@@ -22,6 +22,7 @@ from saga_hpc.bench.real_bench import probe_speed, turns
 from saga_hpc.bench.real_trace import TraceScale, scaled_trace
 from saga_hpc.bench.sim_bench import DEFAULT_TENANTS
 from saga_hpc.sim.engine import SimResult, Simulation
+from saga_hpc.sim.metrics import summarize
 from saga_hpc.sim.profile import GpuProfile, load_profile
 from saga_hpc.sim.records import CallRecord
 from saga_hpc.store.records import StoredCall
@@ -152,8 +153,11 @@ def test_sim_is_compared_with_the_real_tct_pooled_over_rounds() -> None:
     shares = dict(DEFAULT_TENANTS)
     sim = Simulation(tasks, "vllm", 2, profile, shares=shares).run()
     mean = sum(sim.tct_s.values()) / len(sim.tct_s)
-    rounds = [{"vllm": _real(sim, 0.8, 60)}, {"vllm": _real(sim, 1.25, 80)}]
-    (e,) = sim_vs_real(tasks, rounds, profile, shares).values()
+    rounds = [
+        {"vllm": summarize(_real(sim, 0.8, 60), shares)},
+        {"vllm": summarize(_real(sim, 1.25, 80), shares)},
+    ]
+    (e,) = sim_vs_real(tasks, rounds, profile, shares, 2).values()
     # Real: the mean of the rounds' means (1.025 x sim); each round's error too.
     assert e["rounds"] == 2
     assert e["tct_mean_sim_s"] == pytest.approx(mean)
@@ -163,7 +167,7 @@ def test_sim_is_compared_with_the_real_tct_pooled_over_rounds() -> None:
     assert (e["tct_mean_error_min"], e["tct_mean_error_max"]) == pytest.approx((-0.2, 0.25))
     assert e["kv_hit_rate_real"] == pytest.approx(0.7)
     # One round is compared with that round alone.
-    (one,) = sim_vs_real(tasks, rounds[1:], profile, shares).values()
+    (one,) = sim_vs_real(tasks, rounds[1:], profile, shares, 2).values()
     assert one["tct_mean_error"] == pytest.approx(-0.2)
     assert one["kv_hit_rate_real"] == pytest.approx(0.8)
 
