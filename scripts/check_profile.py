@@ -19,7 +19,8 @@ from pathlib import Path
 from typing import Any
 
 from saga_hpc.bench.fit_profile import sim_vs_real
-from saga_hpc.bench.real_bench import BENCH_MODEL, BLOCK_SIZE, probe_speed
+from saga_hpc.bench.probe import probe_speed
+from saga_hpc.bench.real_bench import BENCH_MODEL, BLOCK_SIZE
 from saga_hpc.bench.real_trace import TraceScale, scaled_trace
 from saga_hpc.sim.profile import GpuProfile, load_profile
 

@@ -4,8 +4,8 @@
 For each system a fresh service (head + `workers` vLLM engines via mpirun, a
 fresh store) starts with a KV pool small enough that the trace's contexts do
 not all fit, so retention decides what a returning call finds. Before the
-trace, one probe measures what recomputing a `PROBE_TOKENS` prefix costs on
-this machine (a cold call, then the same prompt warm): with the smallest model
+trace, one probe (`bench.probe`) measures what recomputing a `PROBE_TOKENS`
+prefix costs on this machine (a cold call, then the same prompt warm): with the smallest model
 that cost is too small for cache effects to show in wall time, so the bench
 generates a bigger model (`BENCH_MODEL`). The result is the simulator bench's
 JSON document (`sim_bench`), with the measured costs under `config`.
@@ -16,15 +16,12 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import json
-import random
 import statistics
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
-
-import httpx
 
 from saga_hpc.bench import jsondoc
 from saga_hpc.bench.fit_profile import (
@@ -35,9 +32,9 @@ from saga_hpc.bench.fit_profile import (
     pooled,
     sim_vs_real,
 )
-from saga_hpc.bench.real_client import replay, timed_call
+from saga_hpc.bench.probe import PROBE_TOKENS, Probe, probe, probe_of, probe_speed
+from saga_hpc.bench.real_client import replay
 from saga_hpc.bench.real_trace import (
-    FIRST_TOKEN_ID,
     TraceScale,
     TraceTokens,
     scaled_trace,
@@ -58,8 +55,6 @@ from saga_hpc.workload.model import Task
 # the engines stopped spinning, docs/usage.md "CPU threads of the engines"),
 # small enough that decoding stays cheap.
 BENCH_MODEL = TinyModelSpec(hidden=256, layers=6, heads=4)
-PROBE_TOKENS = 3000
-DECODE_TOKENS = 32
 BLOCK_SIZE = 32
 
 
@@ -103,28 +98,6 @@ def kv_bytes_per_token(spec: TinyModelSpec) -> int:
     return 2 * spec.layers * spec.hidden * 2
 
 
-@dataclass(frozen=True)
-class Probe:
-    """Latency of one PROBE_TOKENS prompt computed from scratch, then served from cache."""
-
-    cold_s: float
-    warm_s: float
-    cached_tokens: int
-    decode_s: float  # the warm prompt again, DECODE_TOKENS more output tokens
-
-    @property
-    def recompute_s(self) -> float:
-        return self.cold_s - self.warm_s
-
-    @property
-    def prefill_tokens_per_s(self) -> float:
-        return self.cached_tokens / self.recompute_s
-
-    @property
-    def decode_tokens_per_s(self) -> float:
-        return DECODE_TOKENS / max(self.decode_s - self.warm_s, 1e-6)
-
-
 def _keys(db: str, tenants: tuple[tuple[str, float], ...]) -> dict[str, str]:
     store = Store.open(db)
     store.upgrade()
@@ -136,18 +109,6 @@ def _keys(db: str, tenants: tuple[tuple[str, float], ...]) -> dict[str, str]:
         keys[tenant] = store.create_api_key("bench", tenant)[1]
     store.close()
     return keys
-
-
-async def probe(base: str, key: str, vocab_size: int) -> Probe:
-    rng = random.Random(f"probe:{time.time_ns()}")  # never seen before: a cold prefix
-    prompt = [rng.randrange(FIRST_TOKEN_ID, vocab_size) for _ in range(PROBE_TOKENS)]
-    async with httpx.AsyncClient(timeout=300) as client:
-        headers = {"X-Saga-Workflow": "bench-probe", "X-Saga-Next-Tool": "probe"}
-        cold = await timed_call(client, base, key, prompt, 1, headers)
-        warm = await timed_call(client, base, key, prompt, 1, headers)
-        headers = {"X-Saga-Workflow": "bench-probe", "X-Saga-Workflow-End": "true"}
-        decode = await timed_call(client, base, key, prompt, 1 + DECODE_TOKENS, headers)
-    return Probe(cold.latency_s, warm.latency_s, warm.cached_tokens, decode.latency_s)
 
 
 def run_system(
@@ -338,21 +299,6 @@ def run_real_bench(
             "systems_unscaled": sim_vs_real(tasks, metrics, shipped, shares, cfg.workers),
         }
     return doc, results
-
-
-def probe_speed(runs: list[dict[str, Any]]) -> tuple[float, float]:
-    """The machine's speed over a bench: (prefill, decode) tokens/s of its probes,
-    means over every run (each system's, each round's)."""
-    probes = [run["probe"] for run in runs]
-    return (
-        statistics.fmean(p["prefill_tokens_per_s"] for p in probes),
-        statistics.fmean(p["decode_tokens_per_s"] for p in probes),
-    )
-
-
-def probe_of(profile: GpuProfile) -> list[float] | None:
-    speed = [profile.probe_prefill_tokens_per_s, profile.probe_decode_tokens_per_s]
-    return speed if min(speed) > 0 else None
 
 
 def _fit_and_replay(

@@ -18,7 +18,8 @@ from saga_hpc.bench.fit_profile import (
     pooled,
     sim_vs_real,
 )
-from saga_hpc.bench.real_bench import probe_speed, turns
+from saga_hpc.bench.probe import probe_speed
+from saga_hpc.bench.real_bench import turns
 from saga_hpc.bench.real_trace import TraceScale, scaled_trace
 from saga_hpc.bench.sim_bench import DEFAULT_TENANTS
 from saga_hpc.sim.engine import SimResult, Simulation

@@ -5,7 +5,8 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
-from saga_hpc.bench.real_bench import PROBE_TOKENS, _keys, probe
+from saga_hpc.bench.probe import PROBE_TOKENS, probe
+from saga_hpc.bench.real_bench import _keys
 from saga_hpc.bench.real_client import replay
 from saga_hpc.bench.real_trace import TraceScale, TraceTokens, scaled_trace
 from saga_hpc.bench.sim_bench import DEFAULT_TENANTS
